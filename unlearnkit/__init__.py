@@ -1,0 +1,56 @@
+"""unlearnkit: machine unlearning for PyTorch image classifiers, with honest evaluation.
+
+    import unlearnkit as uk
+    task = uk.make_task("mnist1d", forget="random:0.1", retain_access=0.3, seed=0)
+    model = uk.train_model(uk.build_model("cnn1d", task), task, seed=0)
+    new = uk.get_unlearner("ft").unlearn(model, task)
+    uk.evaluate(new, task, attack="svc-confidence")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
+from unlearnkit.config import config_class, load_toml, structure_config, unstructure_config
+from unlearnkit.data import ArrayDataset, DatasetBundle
+from unlearnkit.errors import (
+    CheckpointError,
+    ConfigError,
+    DataAccessError,
+    DivergenceError,
+    DuplicateComponentError,
+    UnknownComponentError,
+    UnlearnkitError,
+    UsageError,
+)
+from unlearnkit.evaluation import accuracy, evaluate, gap, mia_efficacy, predict_logits
+from unlearnkit.hookspecs import hookimpl
+from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
+from unlearnkit.models import penultimate_features
+from unlearnkit.registry import (
+    build_model,
+    get_attack,
+    get_combiner,
+    get_sampler,
+    get_unlearner,
+    list_attacks,
+    list_combiners,
+    list_datasets,
+    list_models,
+    list_samplers,
+    list_unlearners,
+)
+from unlearnkit.tasks import ForgetSpec, TaskView, UnlearningTask, make_task, parse_forget
+from unlearnkit.training import TrainConfig, batches, check_finite_loss, resolve_device, train_model
+
+__all__ = [
+    "ArrayDataset", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
+    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "TaskView",
+    "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
+    "accuracy", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "gap", "get_attack",
+    "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_combiners", "list_datasets",
+    "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_toml", "make_task", "mia_efficacy",
+    "parse_forget", "penultimate_features", "predict_logits", "resolve_device", "save_checkpoint",
+    "structure_config", "train_model", "unstructure_config",
+]

@@ -1,0 +1,116 @@
+"""Checkpoints: weights plus what they were trained on, written atomically, verified on load."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearnkit.errors import CheckpointError
+
+FORMAT = "unlearnkit-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_META = ("dataset", "model", "num_classes", "input_shape")
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over parameter names, shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], *, overwrite: bool = True) -> Path:
+    """Save `model`'s weights with `meta` (needs dataset, model, num_classes, input_shape)."""
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint metadata lacks {', '.join(missing)}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path} exists; refusing to overwrite it")
+    from unlearnkit import __version__
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": {**meta, "unlearnkit_version": __version__},
+        "digest": state_digest(state),
+        "state_dict": state,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`(state_dict, meta)` of an unlearnkit checkpoint; anything else raises `CheckpointError`.
+
+    Loads with `weights_only=True`, so a pickle that carries code is refused, never run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} refused: it is not plain weights ({first[:200]})") from None
+    except Exception as exc:  # truncated zip, random bytes, ...
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable (truncated or not a checkpoint): {type(exc).__name__}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an unlearnkit checkpoint (no {FORMAT!r} header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {payload.get('format_version')!r}; expected {FORMAT_VERSION}")
+    state, meta = payload.get("state_dict"), payload.get("meta")
+    if not isinstance(state, dict) or not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks weights or metadata")
+    if state_digest(state) != payload.get("digest"):
+        raise CheckpointError(f"checkpoint {str(path)!r} failed verification: its weights do not match their digest (tampered or corrupted)")
+    return state, meta
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the registered model a checkpoint names and load its weights."""
+    from unlearnkit.registry import build_model
+
+    state, meta = load_checkpoint(path)
+    shape = type("Shape", (), {"input_shape": tuple(meta["input_shape"]), "num_classes": int(meta["num_classes"])})
+    model = build_model(meta["model"], shape, config=meta.get("model_config") or None)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit model {meta['model']!r}: {str(exc).splitlines()[0]}") from None
+    return model.eval(), meta

@@ -1,0 +1,146 @@
+"""The four component interfaces. Their docstrings are the contract the test suites check."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from unlearnkit.tasks import TaskView
+
+#: The parts of a task a method may declare in `Unlearner.reads`.
+TASK_PARTS = ("forget", "retain", "retain_full", "train", "val")
+
+
+class Unlearner(ABC):
+    """An unlearning method.
+
+    Contract:
+    - `unlearn(model, task, seed=, device=)` returns a *new* model of the same architecture with
+      the forget set removed; the input `model` is never mutated (parameters, buffers, mode).
+      It hands `run` a private copy of the model on `device` and a view of the task, inside a
+      torch RNG state seeded with `seed`; subclasses implement `run`.
+    - The method reads only the parts of the task named in `reads` (a subset of `TASK_PARTS`):
+      `forget` = D_f, `retain` = the accessible retain subset D̂_r (γ·|D_r| samples),
+      `retain_full` = all of D_r, `train` = D_r ∪ D_f, `val` = held-out non-members. The task it
+      receives is a view; reading an undeclared part raises `DataAccessError`. The test split is
+      never readable. Metadata (`num_classes`, `input_shape`, `train_recipe`, ...) always is.
+    - Same config, seed, data and device give the same result on CPU.
+    - Runs on `device` (default: where the model lives), CPU or CUDA.
+    - A NaN or infinite loss raises `unlearnkit.DivergenceError` naming the method and step.
+    """
+
+    reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def unlearn(
+        self,
+        model: nn.Module,
+        task: Any,
+        *,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+    ) -> nn.Module:
+        """Return a new model that has forgotten `task.forget`; `model` is left untouched."""
+        from unlearnkit.tasks import TaskView
+        from unlearnkit.training import resolve_device
+
+        device = resolve_device(device, model)
+        if not isinstance(task, TaskView):
+            task = task.view(self.reads, who=type(self).__name__)
+        work = copy.deepcopy(model).to(device)
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            return self.run(work, task, seed=seed, device=device, progress=progress)
+
+    @abstractmethod
+    def run(self, model: nn.Module, task: TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
+        """Unlearn `task.forget` from `model` (a private copy: modify it or return another)."""
+
+
+class MembershipAttack(ABC):
+    """A membership-inference attack on a classifier's outputs.
+
+    Contract:
+    - `fit(members, non_members)` trains on `(logits, labels)` pairs of samples known to be
+      members (label 1) and non-members (label 0); it reads nothing else and mutates no input.
+      Returns `self`.
+    - `predict_proba(logits, labels)` returns P(member) per sample, a float tensor in [0, 1] of
+      shape `(n,)`. If `differentiable` is true it is differentiable w.r.t. `logits`
+      (finite gradients), so it can serve as a loss (LTU's MI bank); otherwise the result
+      carries no graph.
+    - Deterministic for a given config (including its `seed`) and inputs.
+    """
+
+    differentiable: ClassVar[bool] = False
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @abstractmethod
+    def fit(
+        self, members: tuple[torch.Tensor, torch.Tensor], non_members: tuple[torch.Tensor, torch.Tensor]
+    ) -> "MembershipAttack":
+        """Train on members' and non-members' `(logits, labels)`."""
+
+    @abstractmethod
+    def predict_proba(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """P(member) for each sample, in [0, 1]."""
+
+
+class Sampler(ABC):
+    """Draws LTU query sets from the accessible retain pool D̂_r.
+
+    Contract:
+    - `prepare(pool_x, pool_y, model)` is called once per pool with every accessible sample
+      and the frozen original model; it may cache per-pool features (it must not mutate
+      the model or the tensors). It is the only place pool-wide work may happen.
+    - `sample(support_x, support_y, k, generator)` returns a 1-D `long` tensor of exactly
+      `min(k, len(pool))` distinct positions into the pool (0 <= i < len(pool)). Positions
+      index the pool given to `prepare`, so nothing outside D̂_r (in particular D_f) can be
+      drawn. Its cost is at most O(len(pool) · len(support)).
+    - The same `generator` state gives the same positions.
+    """
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @abstractmethod
+    def prepare(self, pool_x: torch.Tensor, pool_y: torch.Tensor, model: nn.Module | None) -> None:
+        """Cache whatever the sampler needs about the pool."""
+
+    @abstractmethod
+    def sample(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, k: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Positions in the pool of a query set for this support batch."""
+
+
+class GradientCombiner(ABC):
+    """Combines the remembering and forgetting gradients into one update direction.
+
+    Contract:
+    - `combine(g_remember, g_forget)` takes two sequences of tensors with matching shapes
+      (one per parameter) and returns a new list of tensors of the same shapes and dtypes.
+      All tensors are treated as one flattened vector. Inputs are never modified.
+    - Finite on zero or tiny vectors; never divides by zero.
+    - `reset()` forgets any state (a combiner may count iterations); call it before a run.
+    """
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @abstractmethod
+    def combine(self, g_remember: Sequence[torch.Tensor], g_forget: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One update direction from the two gradients."""
+
+    def reset(self) -> None:
+        """Forget state between runs; stateless combiners need nothing."""

@@ -1,0 +1,122 @@
+"""Built-in models: `mlp`, `cnn1d`, `resnet18` (CIFAR stem) and `vit-tiny`.
+
+Each factory is `factory(config, input_shape, num_classes) -> nn.Module`; the last layer is
+a `nn.Linear` head, whose input is the penultimate feature (see `penultimate_features`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from torch import nn
+
+from unlearnkit._validators import positive
+from unlearnkit.config import config_class
+from unlearnkit.errors import UsageError
+
+
+@config_class
+class MlpConfig:
+    """Two hidden ReLU layers of `hidden` units."""
+
+    hidden: int = attrs.field(default=256, validator=positive)
+
+
+def mlp(config: MlpConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    features = math.prod(input_shape)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(features, config.hidden),
+        nn.ReLU(),
+        nn.Linear(config.hidden, config.hidden),
+        nn.ReLU(),
+        nn.Linear(config.hidden, num_classes),
+    )
+
+
+@config_class
+class Cnn1dConfig:
+    """Three 1-D convolutions (`channels` wide) and a two-layer head, for MNIST-1D."""
+
+    channels: int = attrs.field(default=32, validator=positive)
+    hidden: int = attrs.field(default=128, validator=positive)
+
+
+def cnn1d(config: Cnn1dConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if len(input_shape) != 2:
+        raise UsageError(f"cnn1d expects inputs of shape (channels, length), got {input_shape}")
+    c, length = input_shape
+    w = config.channels
+    body = nn.Sequential(
+        nn.Conv1d(c, w, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(w, 2 * w, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(2 * w, 2 * w, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        flat = body(torch.zeros(1, c, length)).shape[1]
+    return nn.Sequential(*body, nn.Linear(flat, config.hidden), nn.ReLU(), nn.Linear(config.hidden, num_classes))
+
+
+@config_class
+class ResNetConfig:
+    """torchvision's ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv, no max-pool."""
+
+
+def resnet18(config: ResNetConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    from torchvision.models import resnet18 as tv_resnet18
+
+    if len(input_shape) != 3:
+        raise UsageError(f"resnet18 expects image inputs (channels, height, width), got {input_shape}")
+    model = tv_resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+@config_class
+class VitConfig:
+    """ViT-Tiny (12 layers, 3 heads, width 192) from torchvision, patches of `patch_size` pixels."""
+
+    patch_size: int = attrs.field(default=4, validator=positive)
+
+
+def vit_tiny(config: VitConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    from torchvision.models import VisionTransformer
+
+    if len(input_shape) != 3 or input_shape[1] != input_shape[2] or input_shape[0] != 3:
+        raise UsageError(f"vit-tiny expects square RGB images (3, H, H), got {input_shape}")
+    if input_shape[1] % config.patch_size:
+        raise UsageError(f"vit-tiny: image size {input_shape[1]} is not a multiple of patch_size {config.patch_size}")
+    return VisionTransformer(
+        image_size=input_shape[1], patch_size=config.patch_size, num_layers=12, num_heads=3,
+        hidden_dim=192, mlp_dim=768, num_classes=num_classes,
+    )
+
+
+def head(model: nn.Module) -> nn.Linear:
+    """The model's last `nn.Linear` layer (its classifier head)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UsageError(f"{type(model).__name__} has no nn.Linear head")
+    return linears[-1]
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's head for `x` (eval mode, no gradient), flattened per sample."""
+    captured: list[torch.Tensor] = []
+    handle = head(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    was_training = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return captured[-1].reshape(len(x), -1)

@@ -1,0 +1,88 @@
+"""The registry facade: `list_*` and `get_*` for every component kind."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from unlearnkit.config import structure_config
+from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
+from unlearnkit.plugins import Entry, registry
+
+
+def _build(kind: str, name: str, config: Any, overrides: dict[str, Any]) -> Any:
+    entry = registry.get(kind, name)
+    return entry.factory(make_config(entry, config, overrides))
+
+
+def make_config(entry: Entry, config: Any = None, overrides: Optional[dict[str, Any]] = None) -> Any:
+    """An instance of the entry's config class from an instance, a dict, or keyword overrides."""
+    if isinstance(config, entry.config_cls):
+        if overrides:
+            import attrs
+
+            return structure_config(entry.config_cls, {**attrs.asdict(config, recurse=False), **overrides}, f"$.{entry.name}")
+        return config
+    return structure_config(entry.config_cls, {**(config or {}), **(overrides or {})}, path=f"$.{entry.name}")
+
+
+def get_unlearner(name: str, config: Any = None, **overrides: Any) -> Unlearner:
+    """The unlearner `name`, configured by `config` (instance or dict) and keyword overrides."""
+    return _build("unlearner", name, config, overrides)
+
+
+def get_attack(name: str, config: Any = None, **overrides: Any) -> MembershipAttack:
+    """The membership-inference attack `name`."""
+    return _build("attack", name, config, overrides)
+
+
+def get_sampler(name: str, config: Any = None, **overrides: Any) -> Sampler:
+    """The query sampler `name`."""
+    return _build("sampler", name, config, overrides)
+
+
+def get_combiner(name: str, config: Any = None, **overrides: Any) -> GradientCombiner:
+    """The gradient combiner `name`."""
+    return _build("combiner", name, config, overrides)
+
+
+def build_model(name: str, task: Any, *, seed: int = 0, config: Any = None, **overrides: Any) -> nn.Module:
+    """An untrained model `name` shaped for `task` (its `input_shape` and `num_classes`), seeded."""
+    entry = registry.get("model", name)
+    cfg = make_config(entry, config, overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = entry.factory(cfg, tuple(task.input_shape), int(task.num_classes))
+    return model
+
+
+def list_unlearners(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered unlearners (shell wildcards in `filter`/`exclude`)."""
+    return registry.names("unlearner", filter, exclude)
+
+
+def list_attacks(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered attacks."""
+    return registry.names("attack", filter, exclude)
+
+
+def list_samplers(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered samplers."""
+    return registry.names("sampler", filter, exclude)
+
+
+def list_combiners(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered gradient combiners."""
+    return registry.names("combiner", filter, exclude)
+
+
+def list_datasets(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered datasets."""
+    return registry.names("dataset", filter, exclude)
+
+
+def list_models(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered models."""
+    return registry.names("model", filter, exclude)

@@ -1,0 +1,116 @@
+"""The seeded training loop used for the original model, Retrain and fine-tuning baselines."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from unlearnkit._validators import non_negative, one_of, positive
+from unlearnkit.config import config_class
+from unlearnkit.errors import DivergenceError
+
+if TYPE_CHECKING:
+    from unlearnkit.data import ArrayDataset
+
+
+@config_class
+class TrainConfig:
+    """SGD with momentum and a learning-rate schedule (`cosine`, `step` at 50%/75%, `constant`)."""
+
+    epochs: int = attrs.field(default=30, validator=positive)
+    batch_size: int = attrs.field(default=64, validator=positive)
+    lr: float = attrs.field(default=0.05, validator=positive)
+    momentum: float = attrs.field(default=0.9, validator=non_negative)
+    weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
+    schedule: str = attrs.field(default="cosine", validator=one_of("cosine", "step", "constant"))
+
+
+def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
+    """`device`, else the model's device, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    if model is not None:
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def batches(
+    data: "ArrayDataset",
+    batch_size: int,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of `(x, y)` on `device`; shuffled when a `generator` is given."""
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step scheduler for `schedule` over `total_steps`."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    if schedule == "step":  # SalUn's CIFAR recipe: x0.1 at epochs 91 and 136 of 182
+        milestones = [int(total_steps * 0.5), int(total_steps * 0.75)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def check_finite_loss(loss: torch.Tensor, who: str, step: int) -> None:
+    """Raise `DivergenceError` naming `who` and `step` when `loss` is NaN or infinite."""
+    if not math.isfinite(float(loss.detach())):
+        raise DivergenceError(f"{who}: loss became {float(loss.detach())} at step {step}; lower the learning rate")
+
+
+def train_model(
+    model: nn.Module,
+    data: "ArrayDataset | object",
+    *,
+    recipe: Optional[TrainConfig] = None,
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    who: str = "train",
+) -> nn.Module:
+    """Train `model` in place with cross-entropy and return it.
+
+    `data` is an `ArrayDataset` or an `UnlearningTask` (then its train split, recipe and
+    augmentation are used unless given). The same seed, data and recipe give the same weights.
+    """
+    if hasattr(data, "train") and hasattr(data, "recipe"):
+        recipe = recipe or data.recipe
+        augment = augment if augment is not None else data.augment
+        data = data.train
+    recipe = recipe or TrainConfig()
+    device = resolve_device(device, model)
+    model.to(device).train()
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
+    scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs * steps_per_epoch)
+    step = 0
+    for _ in tqdm(range(recipe.epochs), desc=who, disable=not progress, leave=False):
+        for x, y in batches(data, recipe.batch_size, generator=generator, device=device):
+            if augment is not None:
+                x = augment(x, generator)
+            loss = F.cross_entropy(model(x), y)
+            check_finite_loss(loss, who, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+    return model.eval()
