@@ -24,7 +24,7 @@ from unlearnkit.errors import (
     UnlearnkitError,
     UsageError,
 )
-from unlearnkit.evaluation import accuracy, evaluate, gap, mia_efficacy, predict_logits
+from unlearnkit.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
 from unlearnkit.hookspecs import hookimpl
 from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.models import penultimate_features
@@ -48,7 +48,7 @@ __all__ = [
     "ArrayDataset", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
     "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
-    "accuracy", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "gap", "get_attack",
+    "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "gap", "get_attack",
     "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_combiners", "list_datasets",
     "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_toml", "make_task", "mia_efficacy",
     "parse_forget", "penultimate_features", "predict_logits", "resolve_device", "save_checkpoint",

@@ -35,6 +35,8 @@ class Unlearner(ABC):
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    #: The retain access γ its paper evaluates it with (the bench's default for this method).
+    default_retain_access: ClassVar[float] = 1.0
 
     def __init__(self, config: Any):
         self.config = config

@@ -1,0 +1,124 @@
+"""The `ltu` unlearner on a tiny task, with in-process test doubles for its components."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.testing import state_equal
+
+from unlearnkit_ltu import LtuConfig, LtuUnlearner
+
+
+def _params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_ltu_is_registered_with_its_config_class():
+    assert "ltu" in uk.list_unlearners()
+    ltu = uk.get_unlearner("ltu", iterations=7)
+    assert isinstance(ltu, LtuUnlearner) and ltu.config == LtuConfig(iterations=7)
+
+
+def test_unlearn_returns_a_changed_new_model_and_leaves_the_input_alone(doubles, tiny):
+    model, task = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    new = uk.get_unlearner("ltu", doubles.config()).unlearn(model, task, seed=0)
+    assert new is not model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not state_equal(new, model)
+    assert new.training == model.training
+
+
+def test_same_seed_same_model_other_seed_other_model(doubles, tiny):
+    model, task = tiny
+    ltu = uk.get_unlearner("ltu", doubles.config())
+    a, b = ltu.unlearn(model, task, seed=5), ltu.unlearn(model, task, seed=5)
+    c = ltu.unlearn(model, task, seed=6)
+    assert state_equal(a, b)
+    assert not state_equal(a, c)
+
+
+def test_reads_only_forget_retain_and_val(doubles, tiny):
+    model, task = tiny
+    view = task.view(LtuUnlearner.reads, who="ltu")
+    uk.get_unlearner("ltu", doubles.config()).unlearn(model, view)
+    assert view.accessed == {"forget", "retain", "val"}
+    assert LtuUnlearner.reads == {"forget", "retain", "val"}
+
+
+def test_forgetting_the_forget_set_lowers_its_accuracy(doubles, tiny):
+    model, task = tiny
+    new = uk.get_unlearner("ltu", doubles.config(iterations=40, lr=0.1)).unlearn(model, task)
+    before, after = uk.evaluate(model, task, attack=None), uk.evaluate(new, task, attack=None)
+    assert after["UA"] > before["UA"]
+
+
+def test_update_is_the_combined_gradient_through_the_outer_optimizer(doubles, tiny):
+    model, task = tiny
+    ltu = uk.get_unlearner("ltu", doubles.config(momentum=0.0, weight_decay=0.0, lr=0.05))
+    run = ltu.prepare(model, task, seed=0)
+    before = _params(model)
+    run.iteration()
+    (g_r, g_f, g), = doubles.combined
+    expected = before - 0.05 * torch.cat([t.reshape(-1) for t in g])
+    torch.testing.assert_close(_params(model), expected)
+    assert doubles.calls["test-project"]["reset"] == 1
+
+
+def test_bank_needs_differentiable_attacks(doubles, tiny):
+    model, task = tiny
+    ltu = uk.get_unlearner("ltu", doubles.config(bank=("test-mi-loss", "test-mi-nondiff")))
+    with pytest.raises(uk.UsageError, match="test-mi-nondiff.*not differentiable"):
+        ltu.unlearn(model, task)
+
+
+def test_diverging_run_raises_divergence_error(doubles, tiny):
+    model, task = tiny
+    ltu = uk.get_unlearner("ltu", doubles.config(lr=1e12, inner_lr=1e6, iterations=20))
+    with pytest.raises(uk.DivergenceError, match="ltu"):
+        ltu.unlearn(model, task)
+
+
+def test_unknown_component_names_are_reported_by_the_registry(doubles, tiny):
+    model, task = tiny
+    with pytest.raises(uk.UnknownComponentError, match="no-such-sampler"):
+        uk.get_unlearner("ltu", doubles.config(samplers=("no-such-sampler",))).unlearn(model, task)
+
+
+def test_run_with_batch_norm_keeps_running_statistics(doubles):
+    task = uk.testing.tiny_task(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, task.num_classes)
+    )
+    model = uk.train_model(model, task, seed=0).train()
+    new = uk.get_unlearner("ltu", doubles.config()).unlearn(model, task)
+    for key in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(new.state_dict()[key], model.state_dict()[key])
+    assert not torch.equal(new.state_dict()["0.weight"], model.state_dict()["0.weight"])
+    assert new.training
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"iterations": 0}, r"\$.ltu.iterations: must be > 0, got 0"),
+        ({"bank": ["mi-logreg"]}, r"\$.ltu.bank: needs at least 2"),
+        ({"bank": ["a", "a"]}, r"\$.ltu.bank: names must be distinct"),
+        ({"samplers": []}, r"\$.ltu.samplers: needs at least 1"),
+        ({"inner_lr": -1.0}, r"\$.ltu.inner_lr: must be > 0, got -1.0"),
+        ({"momentum": 1.0}, r"\$.ltu.momentum: must be in \[0.0, 1.0\)"),
+        ({"sampler_configs": {"other": {}}}, r"\$.ltu.sampler_configs: configures \['other'\]"),
+        ({"remember_feedback": False, "forget_feedback": False}, r"\$.ltu.forget_feedback: .*cannot both be false"),
+        ({"inner_step": 1}, r"unknown key"),
+    ],
+)
+def test_bad_settings_name_the_field(overrides, message):
+    with pytest.raises(uk.ConfigError, match=message):
+        uk.get_unlearner("ltu", overrides)
+
+
+def test_config_round_trips():
+    config = LtuConfig(samplers=("random",), sampler_configs={"random": {}}, combiner_config={"protect": "both"})
+    assert uk.structure_config(LtuConfig, uk.unstructure_config(config)) == config

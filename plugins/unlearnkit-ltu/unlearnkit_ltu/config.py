@@ -1,0 +1,91 @@
+"""`LtuConfig`: every setting of the LTU unlearner, the paper's ablations included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from unlearnkit import config_class
+from unlearnkit._validators import FieldError, in_range, non_negative, positive
+
+
+def _names(minimum: int) -> Any:
+    """A tuple of at least `minimum` distinct, non-empty component names."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if any(not isinstance(name, str) or not name.strip() for name in value):
+            raise FieldError(attribute.name, f"names must be non-empty strings, got {list(value)!r}")
+        if len(set(value)) != len(value):
+            raise FieldError(attribute.name, f"names must be distinct, got {list(value)!r}")
+        if len(value) < minimum:
+            raise FieldError(attribute.name, f"needs at least {minimum} name(s), got {list(value)!r}")
+
+    return check
+
+
+def _configs_for(names_field: str) -> Any:
+    """Every key of a per-component config table names a component listed in `names_field`."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        names = getattr(instance, names_field)
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise FieldError(attribute.name, f"configures {unknown!r}, which are not in {names_field} {list(names)!r}")
+        bad = sorted(k for k, v in value.items() if not isinstance(v, dict))
+        if bad:
+            raise FieldError(attribute.name, f"each entry must be a table of settings; {bad!r} is not")
+
+    return check
+
+
+@config_class
+class LtuConfig:
+    """Settings of `ltu` (Learning to Unlearn, Huang et al., ECCV 2024).
+
+    Length: `iterations` meta-updates T (the primary setting); each draws one forget batch,
+    cycling through seeded permutations of D_f (one pass = ⌊|D_f| / forget_batch_size⌋
+    iterations). Components are looked up by name in the registry, so a user's own sampler,
+    attack or combiner plugs in by naming it here. The paper's ablations are settings:
+    `forget_feedback=False` (w/o ForFeed), `remember_feedback=False` (w/o RemFeed),
+    `meta_opt=False` (w/o MetaOpt), `combiner="sum"` (w/ GradAdd), `combiner="alternate"`
+    (w/ iterative Grad); see `unlearnkit_ltu.ABLATIONS`.
+    """
+
+    iterations: int = attrs.field(default=90, validator=positive)
+    forget_batch_size: int = attrs.field(default=64, validator=positive)
+    query_size: int = attrs.field(default=64, validator=positive)  # n_q, per sampler
+    inner_lr: float = attrs.field(default=0.05, validator=positive)  # α, eq. 2
+    beta: float = attrs.field(default=1.0, validator=non_negative)  # β, eq. 4
+    lr: float = attrs.field(default=0.02, validator=positive)  # η, eq. 5
+    momentum: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0, high_open=True))
+    weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
+    samplers: tuple[str, ...] = attrs.field(default=("feature-nn", "label-nn", "random"), validator=_names(1))
+    sampler_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("samplers"))
+    bank: tuple[str, ...] = attrs.field(default=("mi-logreg", "mi-mlp-sorted", "mi-mlp-label"), validator=_names(2))
+    bank_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("bank"))
+    bank_balance: bool = True
+    combiner: str = "harmonize"
+    combiner_config: dict[str, Any] = attrs.field(factory=dict)
+    remember_feedback: bool = True
+    forget_feedback: bool = True
+    meta_opt: bool = True
+    first_order: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not (self.remember_feedback or self.forget_feedback):
+            raise FieldError("forget_feedback", "remember_feedback and forget_feedback cannot both be false (no gradient left)")
+        if not self.combiner.strip():
+            raise FieldError("combiner", f"must name a registered combiner, got {self.combiner!r}")
+
+
+#: The paper's ablations (its Tables 3 and 4) as overrides of `LtuConfig`.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "wo-forfeed": {"forget_feedback": False},
+    "wo-remfeed": {"remember_feedback": False},
+    "wo-metaopt": {"meta_opt": False},
+    "gradadd": {"combiner": "sum"},
+    "iterative": {"combiner": "alternate"},
+    "first-order": {"first_order": True},
+}

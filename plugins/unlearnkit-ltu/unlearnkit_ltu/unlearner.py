@@ -1,0 +1,207 @@
+"""The `ltu` unlearner: draws batches, query sets and MI models, and runs the meta-optimisation.
+
+`LtuUnlearner.run` is `LtuUnlearner.prepare(...)` followed by `LtuRun.iteration()` T times;
+`prepare` and `iteration` are public so that a benchmark times exactly what `run` does.
+
+Batch normalisation **[choice]**: the whole run keeps the model in eval mode, so every forward
+of the meta-optimisation (at θ, θ' and θ'') uses the running statistics held in the buffers,
+which never change. The inner step is then a pure function of θ, a batch's logits do not
+depend on what else shares the forward (the query sets can be concatenated), and the update
+cannot shift the statistics towards D_f. The alternative, train-mode BN with batch statistics,
+would make θ' depend on batch composition and update the buffers at every forward.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import unlearnkit as uk
+from unlearnkit import MembershipAttack, Sampler, UsageError
+
+from unlearnkit_ltu import meta
+from unlearnkit_ltu.config import LtuConfig
+
+WHO = "ltu"
+
+
+def stream(seed: int, name: str) -> torch.Generator:
+    """An independent CPU generator for one random stream of a run (batches, labels, ...)."""
+    digest = hashlib.sha256(f"unlearnkit-ltu:{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class IndexStream:
+    """Positions 0..n-1 in batches of `min(size, n)`: seeded permutations, remainder dropped."""
+
+    def __init__(self, n: int, size: int, generator: torch.Generator):
+        self.n, self.size, self.generator = n, min(size, n), generator
+        self._order = torch.empty(0, dtype=torch.long)
+        self._at = 0
+
+    def next(self) -> torch.Tensor:
+        """The next batch of distinct positions."""
+        if self._at + self.size > len(self._order):
+            self._order, self._at = torch.randperm(self.n, generator=self.generator), 0
+        batch = self._order[self._at : self._at + self.size]
+        self._at += self.size
+        return batch
+
+
+class LtuRun:
+    """One LTU run in progress: the model being unlearned, its data, components and optimizer."""
+
+    def __init__(self, config: LtuConfig, model: nn.Module, task: Any, *, seed: int, device: torch.device):
+        cfg = self.config = config
+        self.model, self.device, self.step = model, device, 0
+        self._was_training = model.training
+        model.eval()  # BN on running statistics throughout (module docstring)
+        self.params: meta.Params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.forward = meta.functional_forward(model, dict(model.named_buffers()))
+        self.num_classes = int(task.num_classes)
+
+        forget, pool = task.forget, task.retain  # D_f and D̂_r
+        self.forget_x, self.forget_y = forget.x.to(device), forget.y.to(device)
+        self.pool_x, self.pool_y = pool.x.to(device), pool.y.to(device)
+        self.forget_batches = IndexStream(len(forget), cfg.forget_batch_size, stream(seed, "forget"))
+        self.retain_batches = IndexStream(len(pool), cfg.forget_batch_size, stream(seed, "retain"))
+        self.label_generator = stream(seed, "labels")
+        self.sampler_generator = stream(seed, "samplers")
+        self.bank_generator = stream(seed, "bank")
+
+        self.samplers: list[Sampler] = self._build_samplers() if cfg.remember_feedback else []
+        self.bank: list[MembershipAttack] = self._build_bank(pool, task.val, seed) if cfg.forget_feedback else []
+        self.combiner: Optional[uk.GradientCombiner] = None
+        if cfg.remember_feedback and cfg.forget_feedback:
+            self.combiner = uk.get_combiner(cfg.combiner, cfg.combiner_config)
+            self.combiner.reset()
+        self.optimizer = torch.optim.SGD(
+            self.params.values(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+
+    # -- set-up: sampler caches and the MI bank, built once ---------------------------------
+    def _build_samplers(self) -> list[Sampler]:
+        original = copy.deepcopy(self.model).requires_grad_(False).eval()  # frozen f_θ0 for φ and v(y)
+        samplers = []
+        for name in self.config.samplers:
+            sampler = uk.get_sampler(name, self.config.sampler_configs.get(name))
+            sampler.prepare(self.pool_x, self.pool_y, original)
+            samplers.append(sampler)
+        return samplers
+
+    def _build_bank(self, pool: Any, val: Any, seed: int) -> list[MembershipAttack]:
+        """The differentiable MI models, fit on the original model: D̂_r members vs D_val non-members."""
+        members = (uk.predict_logits(self.model, pool, device=self.device), pool.y)
+        non_members = (uk.predict_logits(self.model, val, device=self.device), val.y)
+        if self.config.bank_balance:  # [choice] equal class sizes: P(member) = 0.5 is the neutral point
+            n = min(len(members[1]), len(non_members[1]))
+            g = stream(seed, "bank-fit")
+            members = _take(members, torch.randperm(len(members[1]), generator=g)[:n])
+            non_members = _take(non_members, torch.randperm(len(non_members[1]), generator=g)[:n])
+        members = tuple(t.to(self.device) for t in members)
+        non_members = tuple(t.to(self.device) for t in non_members)
+        bank = []
+        for name in self.config.bank:
+            attack = uk.get_attack(name, self.config.bank_configs.get(name))
+            if not getattr(attack, "differentiable", False):
+                raise UsageError(
+                    f"ltu: bank attack {name!r} is not differentiable (differentiable = False); "
+                    "the MI bank needs attacks whose predict_proba has gradients w.r.t. the logits"
+                )
+            bank.append(attack.fit(members, non_members))
+        return bank
+
+    # -- one iteration ------------------------------------------------------------------------
+    def remembering_feedback(self, forget_x: torch.Tensor, forget_y: torch.Tensor) -> meta.Feedback:
+        """g_r from the support B_f with random labels and one query set per sampler from D̂_r."""
+        cfg = self.config
+        random_labels = torch.randint(self.num_classes, (len(forget_y),), generator=self.label_generator)  # eq. 6
+        positions = [
+            s.sample(forget_x, forget_y, cfg.query_size, self.sampler_generator).to(self.device) for s in self.samplers
+        ]  # eq. 7-10
+        queries = torch.cat(positions)
+        return meta.remembering_feedback(
+            self.forward, self.params, forget_x, random_labels.to(self.device),
+            self.pool_x[queries], self.pool_y[queries], [len(p) for p in positions],
+            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
+        )
+
+    def forgetting_feedback(self, forget_x: torch.Tensor, forget_y: torch.Tensor) -> meta.Feedback:
+        """g_f on the audit set B_f (non-members) ∪ B_r (members) with two different MI models."""
+        cfg = self.config
+        retain = self.retain_batches.next().to(self.device)
+        audit_x = torch.cat([forget_x, self.pool_x[retain]])
+        audit_y = torch.cat([forget_y, self.pool_y[retain]])
+        targets = torch.cat([torch.zeros(len(forget_y)), torch.ones(len(retain))]).to(self.device)
+        k = len(self.bank)
+        s = int(torch.randint(k, (1,), generator=self.bank_generator))
+        q = int(torch.randint(k - 1, (1,), generator=self.bank_generator))
+        q += q >= s  # a different model
+        return meta.forgetting_feedback(
+            self.forward, self.params, audit_x, audit_y, targets,
+            self.bank[s].predict_proba, self.bank[q].predict_proba,
+            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
+        )
+
+    def iteration(self) -> dict[str, float]:
+        """One LTU iteration: both feedbacks, harmonisation (eq. 12), the meta-update (eq. 5)."""
+        forget = self.forget_batches.next().to(self.device)
+        forget_x, forget_y = self.forget_x[forget], self.forget_y[forget]
+        losses: dict[str, float] = {}
+        g_remember = g_forget = None
+        if self.config.remember_feedback:
+            remember = self.remembering_feedback(forget_x, forget_y)
+            losses.update(remember_tune=float(remember.tune_loss), remember_test=float(remember.test_loss))
+            uk.check_finite_loss(remember.tune_loss + remember.test_loss, WHO, self.step)
+            g_remember = remember.gradient
+        if self.config.forget_feedback:
+            forgetting = self.forgetting_feedback(forget_x, forget_y)
+            losses.update(forget_tune=float(forgetting.tune_loss), forget_test=float(forgetting.test_loss))
+            uk.check_finite_loss(forgetting.tune_loss + forgetting.test_loss, WHO, self.step)
+            g_forget = forgetting.gradient
+        if self.combiner is not None:
+            gradient = self.combiner.combine(g_remember, g_forget)  # eq. 12
+        else:
+            gradient = g_remember if g_remember is not None else g_forget
+        meta.meta_update(self.optimizer, self.params, gradient)
+        self.step += 1
+        return losses
+
+    def finish(self) -> nn.Module:
+        """The unlearned model, in the train/eval mode it arrived in."""
+        for p in self.params.values():
+            p.grad = None
+        return self.model.train(self._was_training)
+
+
+class LtuUnlearner(uk.Unlearner):
+    """Learning to Unlearn: meta-optimised remembering and forgetting feedback, harmonised.
+
+    Reads D_f, D̂_r (`retain`, γ·|D_r| samples; γ is the task's `retain_access`) and D_val
+    (non-members for the MI bank). See `LtuConfig` for the settings and ablations.
+    """
+
+    reads = frozenset({"forget", "retain", "val"})
+    config: LtuConfig
+
+    def __init__(self, config: LtuConfig | None = None):
+        super().__init__(config or LtuConfig())
+
+    def prepare(self, model: nn.Module, task: Any, *, seed: int = 0, device: torch.device | str | None = None) -> LtuRun:
+        """A run ready to iterate on `model` (modified in place by its iterations)."""
+        return LtuRun(self.config, model, task, seed=seed, device=uk.resolve_device(device, model))
+
+    def run(self, model: nn.Module, task: Any, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
+        run = self.prepare(model, task, seed=seed, device=device)
+        for _ in tqdm(range(self.config.iterations), desc=WHO, disable=not progress, leave=False):
+            run.iteration()
+        return run.finish()
+
+
+def _take(pair: Sequence[torch.Tensor], positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(t[positions] for t in pair)

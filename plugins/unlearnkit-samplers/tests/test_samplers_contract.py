@@ -1,0 +1,27 @@
+"""The shipped sampler contract suite, on every sampler this plugin provides and its other settings."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from unlearnkit.testing.contracts import parametrize_with_checks
+from unlearnkit_samplers import FeatureNN, FeatureNNConfig, LabelNN, LabelNNConfig
+
+VARIANTS = {
+    "feature-nn-input-l2": (lambda cfg: FeatureNN(attrs.evolve(cfg, features="input", metric="l2", tie_break="position")), FeatureNNConfig),
+    "label-nn-class": (lambda cfg: LabelNN(attrs.evolve(cfg, label_space="class")), LabelNNConfig),
+}
+
+
+@parametrize_with_checks("sampler", ["feature-nn", "label-nn", "random"])
+def test_samplers_plugin_sampler_contract(name, check):
+    check(name)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@parametrize_with_checks("sampler", ["{variant}"])
+def test_samplers_plugin_setting_contract(variant, name, check, register_component):
+    factory, config_cls = VARIANTS[variant]
+    register_component("sampler", variant, factory, config_cls)
+    check(variant)

@@ -1,0 +1,1 @@
+"""A third-party unlearnkit plugin in miniature: one unlearner, `example-head-reset`."""

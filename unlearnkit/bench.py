@@ -1,0 +1,391 @@
+"""`unlearnkit bench`: train the original and Retrain models, run methods, tabulate gaps.
+
+Original and Retrain models are cached in `OUT/cache` by a hash of what determines them;
+each finished row is written to `OUT/results.json` (atomically) as it completes, so an
+interrupted bench resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import attrs
+import torch
+from tqdm.auto import tqdm
+
+from unlearnkit import report
+from unlearnkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from unlearnkit.config import config_hash, structure_config, unstructure_config
+from unlearnkit.errors import ConfigError, UsageError
+from unlearnkit.evaluation import evaluate, gap
+from unlearnkit.plugins import registry
+from unlearnkit.registry import build_model, get_unlearner, make_config
+from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
+from unlearnkit.training import TrainConfig, train_model
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The embedded default: minutes on a laptop CPU.
+    "quick": {"dataset": "mnist1d", "dataset_config": {"num_samples": 5000}, "model": "cnn1d",
+              "forget": ["random:0.1"], "seeds": [0], "tables": ["main"]},
+    # The paper's Tables 1-4 on MNIST-1D, sized for a CPU.
+    "paper-cpu": {"dataset": "mnist1d", "dataset_config": {"num_samples": 50000}, "model": "cnn1d",
+                  "forget": ["random:0.1", "random:0.5"], "seeds": [0, 1, 2], "tables": ["main", "access", "ablation"]},
+    # SalUn's CIFAR-10 recipe (45k/5k split, 182 epochs, SGD 0.1) for a GPU with CIFAR-10 downloaded.
+    "paper-gpu": {"dataset": "cifar10", "dataset_config": {}, "model": "resnet18",
+                  "forget": ["random:0.1", "random:0.5"], "seeds": [0, 1, 2], "tables": ["main", "access", "ablation"]},
+}
+ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu")  # the paper's Table 2
+ACCESS_LEVELS = (0.1, 0.3)
+ABLATIONS = {  # the paper's Tables 3-4, as LTU settings
+    "ltu w/o ForFeed": {"forget_feedback": False},
+    "ltu w/o RemFeed": {"remember_feedback": False},
+    "ltu w/o MetaOpt": {"meta_opt": False},
+    "ltu w/ GradAdd": {"combiner": "sum"},
+    "ltu w/ iterative Grad": {"combiner": "alternate"},
+    "ltu first-order": {"first_order": True},
+}
+RESERVED = ("name", "label", "retain_access")
+REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
+
+
+@attrs.frozen
+class MethodSpec:
+    """A method to run: its registered `name`, a row `label`, an optional fixed γ and its config."""
+
+    name: str
+    label: str
+    retain_access: Optional[float] = None
+    config: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class BenchSettings:
+    dataset: str
+    dataset_config: dict
+    model: str
+    model_config: dict
+    train: dict
+    methods: tuple
+    forget: tuple
+    retain_access: Optional[float]
+    seeds: tuple
+    tables: tuple
+    attack: Optional[str]
+    val_ratio: float = 0.1
+    data_dir: Optional[str] = None
+    download: bool = False
+
+
+@attrs.frozen
+class Job:
+    table: str
+    spec: MethodSpec
+    forget: str
+    retain_access: float
+    seed: int
+
+    def key(self) -> tuple:
+        return (self.table, self.spec.label, self.forget, self.retain_access, self.seed)
+
+
+def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]:
+    """Method entries: a name, or a table with `name`, optional `label`, `retain_access` and config keys."""
+    specs = []
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError([f"{where}: expected a method name or a table with a 'name', got {item!r}"])
+        entry = registry.get("unlearner", item["name"])
+        config = {k: v for k, v in item.items() if k not in RESERVED}
+        try:
+            make_config(entry, config)
+        except ConfigError as exc:
+            raise ConfigError([e.replace(f"$.{entry.name}", where, 1) for e in exc.errors]) from None
+        gamma = item.get("retain_access")
+        if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1):
+            raise ConfigError([f"{where}.retain_access: must be in (0, 1], got {gamma!r}"])
+        specs.append(MethodSpec(item["name"], str(item.get("label", item["name"])), gamma, config))
+    labels = [s.label for s in specs]
+    dupes = sorted({l for l in labels if labels.count(l) > 1})
+    if dupes:
+        raise ConfigError([f"{path}: label {dupes[0]!r} used twice; give each entry its own 'label'"])
+    return specs
+
+
+def resolve(options: dict[str, Any]) -> BenchSettings:
+    """Settings from a preset overlaid with explicit options (None = not given)."""
+    preset_name = options.get("preset") or "quick"
+    if preset_name not in PRESETS:
+        raise UsageError(f"unknown preset {preset_name!r}; expected one of {', '.join(PRESETS)}")
+    merged = {**PRESETS[preset_name], **{k: v for k, v in options.items() if v is not None and k != "preset"}}
+    if merged.get("dataset") != PRESETS[preset_name]["dataset"] and "dataset_config" not in options:
+        merged["dataset_config"] = {}
+    methods = merged.get("methods") or registry.names("unlearner")
+    specs = [MethodSpec(n, n) for n in REFERENCES] + parse_methods([m for m in methods if m not in REFERENCES])
+    forget = tuple(str(parse_forget(f)) for f in merged["forget"])
+    gamma = merged.get("retain_access")
+    if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1):
+        raise UsageError(f"retain access must be in (0, 1], got {gamma!r}")
+    seeds = merged["seeds"]
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"seeds must be distinct non-negative integers, got {seeds!r}")
+    tables = tuple(merged["tables"])
+    unknown = [t for t in tables if t not in ("main", "access", "ablation")]
+    if unknown:
+        raise UsageError(f"unknown table {unknown[0]!r}; expected main, access or ablation")
+    registry.get("dataset", merged["dataset"])
+    registry.get("model", merged["model"])
+    structure_config(TrainConfig, merged.get("train") or {}, path="$.train")
+    return BenchSettings(
+        dataset=merged["dataset"], dataset_config=dict(merged.get("dataset_config") or {}), model=merged["model"],
+        model_config=dict(merged.get("model_config") or {}), train=dict(merged.get("train") or {}),
+        methods=tuple(specs), forget=forget, retain_access=gamma, seeds=tuple(seeds), tables=tables,
+        attack=None if merged.get("attack", "svc-confidence") in ("", "none") else merged.get("attack", "svc-confidence"), val_ratio=float(merged.get("val_ratio", 0.1)),
+        data_dir=merged.get("data_dir"), download=bool(merged.get("download", False)),
+    )
+
+
+def plan(settings: BenchSettings) -> list[Job]:
+    """Every (table, method, forget, γ, seed) the settings ask for, in run order."""
+    jobs = []
+    default_gamma = {s.label: s.retain_access for s in settings.methods}
+    for seed in settings.seeds:
+        for forget in settings.forget:
+            for table in settings.tables:
+                if table == "main":
+                    for spec in settings.methods:
+                        gamma = default_gamma[spec.label] or settings.retain_access or _paper_gamma(spec.name)
+                        jobs.append(Job(table, spec, forget, gamma, seed))
+                elif forget == settings.forget[0]:
+                    jobs += _extra_jobs(table, settings, forget, seed)
+    return jobs
+
+
+def _paper_gamma(name: str) -> float:
+    if name in REFERENCES:
+        return 1.0
+    return float(getattr(_unlearner_class(name), "default_retain_access", 1.0))
+
+
+def _unlearner_class(name: str) -> type:
+    entry = registry.get("unlearner", name)
+    return type(entry.factory(make_config(entry)))
+
+
+def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> list[Job]:
+    names = {s.name for s in settings.methods}
+    if table == "access":
+        return [Job(table, MethodSpec(n, n), forget, g, seed) for n in ACCESS_METHODS if n in names for g in ACCESS_LEVELS]
+    if "ltu" not in names:
+        return []
+    return [Job(table, MethodSpec("ltu", label, None, config), forget, _paper_gamma("ltu"), seed) for label, config in ABLATIONS.items()]
+
+
+class Bench:
+    """Runs a plan, caching trained models and appending rows to results.json as they finish."""
+
+    def __init__(self, settings: BenchSettings, out: Path, *, device: str = "cpu", quiet: bool = False, rank0: bool = True):
+        self.settings, self.out, self.device, self.quiet, self.rank0 = settings, Path(out), device, quiet, rank0
+        self.recipe_overrides = settings.train
+        self.rows: list[dict[str, Any]] = []
+        self.manifest = self._manifest()
+        self.cache_dir = self.out / "cache"
+        self._gold: dict[tuple, tuple] = {}
+
+    # -- results.json ----------------------------------------------------------------------
+    @property
+    def results_path(self) -> Path:
+        return self.out / "results.json"
+
+    def load_previous(self) -> int:
+        """Keep the rows of an earlier run of the same setting; refuse a different setting."""
+        if not self.results_path.exists():
+            return 0
+        try:
+            previous = json.loads(self.results_path.read_text())
+            rows, setting = previous["rows"], previous["manifest"]["setting_hash"]
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{self.results_path} exists but is not an unlearnkit results file; choose another --out") from None
+        if setting != self.manifest["setting_hash"]:
+            raise UsageError(
+                f"{self.results_path} holds results of a different setting (dataset, model, recipe or attack); "
+                "choose another --out to keep both"
+            )
+        self.rows = rows
+        return len(rows)
+
+    def _row_key(self, row: dict[str, Any]) -> tuple:
+        return (row["table"], row["method"], row["forget"], row["retain_access"], row["seed"])
+
+    def save(self) -> None:
+        if not self.rank0:
+            return
+        results = {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
+                   "comparisons": report.compare(self.rows)}
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.results_path, json.dumps(results, indent=1))
+        atomic_write_text(self.out / "results.md", report.markdown(results))
+
+    def finish(self) -> dict[str, Any]:
+        results = {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
+                   "comparisons": report.compare(self.rows)}
+        if self.rank0:
+            self.save()
+            report.plot(results, self.out / "results.png")
+        return results
+
+    # -- the work --------------------------------------------------------------------------
+    def run(self, progress_cb: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
+        jobs = plan(self.settings)
+        done = {self._row_key(r) for r in self.rows}
+        todo = [j for j in jobs if j.key() not in done]
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="bench", disable=self.quiet)
+        for job in todo:
+            row = self.run_job(job)
+            self.rows.append(row)
+            self.save()
+            bar.update(1)
+            if progress_cb:
+                progress_cb(row)
+        bar.close()
+        return self.finish()
+
+    def task(self, forget: str, seed: int, retain_access: float = 1.0) -> UnlearningTask:
+        s = self.settings
+        task = make_task(s.dataset, forget=forget, retain_access=retain_access, seed=seed, val_ratio=s.val_ratio,
+                         data_dir=s.data_dir, download=s.download, dataset_config=s.dataset_config)
+        task.recipe = apply_recipe(task.recipe, self.recipe_overrides)
+        return task
+
+    def _cached_model(self, kind: str, task: UnlearningTask, data_key: dict, train: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, float]:
+        s = self.settings
+        key = config_hash({"kind": kind, "dataset": s.dataset, "dataset_config": task.dataset_config, "model": s.model,
+                           "model_config": s.model_config, "recipe": unstructure_config(task.recipe), **data_key})
+        path = self.cache_dir / f"{kind}-{key}.pt"
+        model = build_model(s.model, task, seed=data_key["seed"], config=s.model_config or None)
+        if path.exists():
+            state, meta = load_checkpoint(path)
+            model.load_state_dict(state)
+            return model.to(self.device).eval(), float(meta["train_seconds"])
+        start = time.perf_counter()
+        model = train()
+        seconds = time.perf_counter() - start
+        if self.rank0:
+            save_checkpoint(path, model, {**checkpoint_meta(task, s.model, s.model_config), "kind": kind, "train_seconds": seconds})
+        return model, seconds
+
+    def original(self, task: UnlearningTask, seed: int) -> tuple[torch.nn.Module, float]:
+        """The original model: trained on D_r ∪ D_f with the dataset's recipe."""
+        s = self.settings
+        return self._cached_model("original", task, {"seed": seed, "train": task.split_hashes()["train"]}, lambda: train_model(
+            build_model(s.model, task, seed=seed, config=s.model_config or None), task, seed=seed, device=self.device,
+            progress=not self.quiet, who=f"original (seed {seed})"))
+
+    def gold(self, task: UnlearningTask, seed: int) -> tuple[torch.nn.Module, float]:
+        """The Retrain model: the original's recipe from scratch on D_r alone."""
+        s = self.settings
+        hashes = task.split_hashes()
+        return self._cached_model("retrain", task, {"seed": seed, "train": hashes["train"], "forget": hashes["forget"]},
+                                  lambda: retrain(task, s.model, s.model_config, seed, self.device, progress=not self.quiet))
+
+    def _reference(self, forget: str, seed: int) -> tuple:
+        key = (forget, seed)
+        if key not in self._gold:
+            task = self.task(forget, seed)
+            original, _ = self.original(task, seed)
+            gold, gold_seconds = self.gold(task, seed)
+            gold_metrics = evaluate(gold, task, self.settings.attack, seed=seed, device=self.device)
+            self.manifest["split_hashes"][f"{forget}/seed{seed}"] = task.split_hashes()
+            self._gold[key] = (original, gold, gold_seconds, gold_metrics)
+        return self._gold[key]
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        original, gold, gold_seconds, gold_metrics = self._reference(job.forget, job.seed)
+        task = self.task(job.forget, job.seed, job.retain_access)
+        if job.spec.name == "original":
+            model, seconds = original, 0.0
+        elif job.spec.name == "retrain":
+            model, seconds = gold, gold_seconds  # the gold model is Retrain's output
+        else:
+            unlearner = get_unlearner(job.spec.name, job.spec.config)
+            start = time.perf_counter()
+            model = unlearner.unlearn(original, task, seed=job.seed, device=self.device, progress=not self.quiet)
+            seconds = time.perf_counter() - start
+        metrics = dict(gold_metrics) if model is gold else evaluate(model, task, self.settings.attack, seed=job.seed, device=self.device)
+        return {
+            "table": job.table, "method": job.spec.label, "name": job.spec.name, "config": job.spec.config,
+            "dataset": self.settings.dataset, "model": self.settings.model, "forget": job.forget,
+            "retain_access": job.retain_access, "seed": job.seed, **metrics, "UT_s": seconds,
+            "gap": gap(metrics, gold_metrics),
+        }
+
+    def _manifest(self) -> dict[str, Any]:
+        s = self.settings
+        setting = {"dataset": s.dataset, "dataset_config": s.dataset_config, "model": s.model, "model_config": s.model_config,
+                   "train": s.train, "attack": s.attack, "val_ratio": s.val_ratio}
+        task_recipe = unstructure_config(apply_recipe(registry_recipe(s), s.train))
+        return {
+            "setting_hash": config_hash(setting), "config": {**setting, "forget": list(s.forget), "tables": list(s.tables),
+            "methods": [attrs.asdict(m) for m in s.methods], "retain_access": s.retain_access}, "recipe": task_recipe,
+            "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "versions": versions(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device),
+            "effective_batch_size": task_recipe["batch_size"], "world_size": 1, "git": git_revision(),
+            "split_hashes": {},
+        }
+
+
+def apply_recipe(recipe: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """`recipe` with `overrides` (validated; errors name `$.train.<field>`)."""
+    if not overrides:
+        return recipe
+    return structure_config(TrainConfig, {**unstructure_config(recipe), **overrides}, path="$.train")
+
+
+def registry_recipe(settings: BenchSettings) -> TrainConfig:
+    """The dataset's own training recipe (loads the dataset)."""
+    return make_task(settings.dataset, seed=0, val_ratio=settings.val_ratio, data_dir=settings.data_dir,
+                     download=settings.download, dataset_config=settings.dataset_config).recipe
+
+
+def retrain(task: UnlearningTask, model: str, model_config: dict, seed: int, device: Any, progress: bool = False) -> torch.nn.Module:
+    """Train `model` from scratch on D_r with the original's recipe and seed (the gold standard)."""
+    fresh = build_model(model, task, seed=seed, config=model_config or None)
+    return train_model(fresh, task.retain_full, recipe=task.recipe, augment=task.augment, seed=seed, device=device,
+                       progress=progress, who=f"retrain (seed {seed})")
+
+
+def checkpoint_meta(task: UnlearningTask, model: str, model_config: dict) -> dict[str, Any]:
+    """What a checkpoint records about how its model was made."""
+    return {"dataset": task.dataset, "dataset_config": task.dataset_config, "model": model, "model_config": model_config,
+            "num_classes": task.num_classes, "input_shape": list(task.input_shape), "seed": task.seed,
+            "recipe": unstructure_config(task.recipe)}
+
+
+def versions() -> dict[str, str]:
+    """Versions of every distribution that registered a component, plus torch's stack."""
+    import importlib.metadata as md
+
+    names = {e.package for e in registry.entries()} | {"torch", "torchvision", "numpy", "scikit-learn", "scipy"}
+    out = {}
+    for name in sorted(names):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def git_revision() -> Optional[str]:
+    """The git commit of the unlearnkit source tree, when it is a checkout."""
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None

@@ -1,0 +1,296 @@
+"""The `unlearnkit` command line: plugins, train, unlearn, evaluate, bench.
+
+Usage errors exit with status 2 and runtime failures with 1, each with one line on stderr
+naming the bad value; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from unlearnkit import bench as bench_mod
+from unlearnkit.checkpoint import load_model, save_checkpoint
+from unlearnkit.config import load_toml, structure_config
+from unlearnkit.errors import CheckpointError, ConfigError, UnlearnkitError, UsageError
+from unlearnkit.evaluation import evaluate
+from unlearnkit.plugins import registry
+from unlearnkit.registry import build_model, get_unlearner, make_config
+from unlearnkit.runconfig import RunConfig, load_run_config
+from unlearnkit.tasks import make_task, parse_forget
+from unlearnkit.training import train_model
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2
+        raise UsageError(message)
+
+
+def _seeds(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or any(not p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"malformed seeds {text!r}: expected comma-separated non-negative integers like 0,1,2")
+    return [int(p) for p in parts]
+
+
+def _gamma(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"malformed value {text!r}: expected a non-negative integer")
+    return int(text)
+
+
+def _device(name: Optional[str]) -> str:
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise UsageError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    return name
+
+
+def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    if config:
+        p.add_argument("--config", metavar="FILE.toml", help="run configuration (see docs/configuration.md)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda when present)")
+    p.add_argument("--data-dir", default=None, help="where datasets live (default: $UNLEARNKIT_DATA_DIR or ~/.cache/unlearnkit)")
+    p.add_argument("--download", action="store_true", help="download torchvision datasets when missing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("plugins", help="list every registered component")
+    p.add_argument("--json", action="store_true", help="a JSON list of {kind, name, package, version}")
+
+    p = sub.add_parser("train", help="train an original model and save a checkpoint")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--seed", type=_seed, default=None)
+    p.add_argument("--epochs", type=_seed, default=None, help="override the dataset recipe's epochs")
+    p.add_argument("--out", required=True, metavar="CKPT")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    _common(p)
+
+    p = sub.add_parser("unlearn", help="apply an unlearning method to a checkpoint")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--method", default=None)
+    p.add_argument("--forget", default=None, metavar="SPEC", help="random:RATIO | class:K | indices:FILE")
+    p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the unlearning run (default: the checkpoint's)")
+    p.add_argument("--out", required=True, metavar="NEW")
+    p.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="UA, RA, TA, MIA of a checkpoint on its task")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--forget", default=None, metavar="SPEC")
+    p.add_argument("--dataset", default=None, help="refuse unless the checkpoint was trained on it")
+    p.add_argument("--attack", default="svc-confidence")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("bench", help="train original and Retrain models, run methods, print the table")
+    p.add_argument("--preset", default=None, choices=list(bench_mod.PRESETS))
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--methods", default=None, help="comma-separated method names (default: every installed one)")
+    p.add_argument("--forget", default=None, metavar="SPEC", help="random:0.1 | class:3 | indices:FILE (comma-separated for several)")
+    p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ")
+    p.add_argument("--seeds", type=_seeds, default=None)
+    p.add_argument("--tables", default=None, help="comma-separated: main, access, ablation")
+    p.add_argument("--attack", default=None)
+    p.add_argument("--num-samples", type=_seed, default=None, help="mnist1d: samples to generate")
+    p.add_argument("--epochs", type=_seed, default=None, help="override the recipe's epochs")
+    p.add_argument("--out", default="bench-out", metavar="DIR")
+    _common(p)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"unlearnkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearnkit: interrupted; finished results are kept", file=sys.stderr)
+        return 130
+    except UnlearnkitError as exc:
+        print(f"unlearnkit: failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    entries = [{"kind": e.kind, "name": e.name, "package": e.package, "version": e.version} for e in registry.entries()]
+    if args.json:
+        print(json.dumps(entries, indent=1))
+    else:
+        width = max((len(e["name"]) for e in entries), default=4)
+        for e in entries:
+            print(f"{e['kind']:<10} {e['name']:<{width}}  {e['package']} {e['version']}")
+    for failure in registry.failures:
+        print(f"unlearnkit: plugin {failure.package} skipped: {failure.error}", file=sys.stderr)
+    return 0
+
+
+def _out_path(out: str, force: bool, inputs: Sequence[str] = ()) -> Path:
+    path = Path(out)
+    for src in inputs:
+        if path.resolve() == Path(src).resolve():
+            raise UsageError(f"--out {out!r} is the input checkpoint; refusing to overwrite it")
+    if path.exists() and not force:
+        raise UsageError(f"--out {out!r} exists; pass --force to replace it")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"--out {out!r} is a directory; expected a file name")
+    return path
+
+
+def _task_from(cfg: RunConfig, args: argparse.Namespace, **overrides: Any):
+    t = cfg.task
+    return make_task(
+        overrides.get("dataset") or t.dataset or "mnist1d",
+        forget=overrides.get("forget") or t.forget or "random:0.1",
+        retain_access=overrides.get("retain_access") or t.retain_access or 1.0,
+        seed=overrides["seed"] if overrides.get("seed") is not None else (t.seed or 0),
+        val_ratio=t.val_ratio,
+        data_dir=args.data_dir or t.data_dir,
+        download=args.download,
+        dataset_config=overrides.get("dataset_config", cfg.dataset) or None,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = load_run_config(args.config)
+    out = _out_path(args.out, args.force)
+    task = _task_from(cfg, args, dataset=args.dataset, seed=args.seed)
+    model_name = args.model or cfg.task.model or "cnn1d"
+    recipe = bench_mod.apply_recipe(task.recipe, {**cfg.train, **({"epochs": args.epochs} if args.epochs else {})})
+    model = build_model(model_name, task, seed=task.seed, config=cfg.model or None)
+    device = _device(args.device)
+    start = time.perf_counter()
+    train_model(model, task.train, recipe=recipe, augment=task.augment, seed=task.seed, device=device,
+                progress=not args.quiet, who="train")
+    seconds = time.perf_counter() - start
+    task.recipe = recipe
+    metrics = evaluate(model, task, attack=None, device=device)
+    save_checkpoint(out, model, {**bench_mod.checkpoint_meta(task, model_name, cfg.model), "val_ratio": cfg.task.val_ratio,
+                                 "kind": "original", "train_seconds": seconds})
+    print(f"trained {model_name} on {task.dataset} (seed {task.seed}) in {seconds:.1f}s: "
+          f"train acc {metrics['RA']:.2f}%, test acc {metrics['TA']:.2f}% -> {out}")
+    return 0
+
+
+def _checkpoint_task(meta: dict, cfg: RunConfig, args: argparse.Namespace, forget: Optional[str], retain_access: Optional[float] = None):
+    dataset = getattr(args, "dataset", None)
+    if dataset and dataset != meta["dataset"]:
+        raise CheckpointError(f"checkpoint was trained on {meta['dataset']!r}, not {dataset!r}")
+    recorded = (meta.get("unlearned") or {}).get("forget")
+    if forget and recorded and str(parse_forget(forget)) != recorded:
+        raise CheckpointError(f"checkpoint forgot {recorded!r}; evaluating it against --forget {forget!r} would mix tasks")
+    forget = forget or recorded or cfg.task.forget
+    if not forget:
+        raise UsageError("--forget is required: random:RATIO, class:K or indices:FILE")
+    task = make_task(meta["dataset"], forget=forget, retain_access=retain_access or 1.0, seed=int(meta.get("seed", 0)),
+                     val_ratio=float(meta.get("val_ratio", 0.1)), data_dir=args.data_dir or cfg.task.data_dir,
+                     download=args.download, dataset_config=meta.get("dataset_config") or None)
+    if task.num_classes != int(meta["num_classes"]) or list(task.input_shape) != list(meta["input_shape"]):
+        raise CheckpointError(
+            f"checkpoint expects {meta['num_classes']} classes of shape {meta['input_shape']}, but {meta['dataset']!r} has "
+            f"{task.num_classes} of shape {list(task.input_shape)}"
+        )
+    task.recipe = bench_mod.apply_recipe(task.recipe, meta.get("recipe") or {})
+    return task
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    cfg = load_run_config(args.config)
+    out = _out_path(args.out, args.force, inputs=[args.checkpoint])
+    model, meta = load_model(args.checkpoint)
+    method = dict(cfg.method)
+    name = args.method or method.pop("name", None)
+    method.pop("name", None)
+    if not name:
+        raise UsageError("--method is required (see `unlearnkit plugins`)")
+    entry = registry.get("unlearner", name)
+    config = make_config(entry, method if name == cfg.method.get("name", name) else {})
+    unlearner = entry.factory(config)
+    gamma = args.retain_access or cfg.task.retain_access or type(unlearner).default_retain_access
+    task = _checkpoint_task(meta, cfg, args, args.forget or cfg.task.forget, gamma)
+    device = _device(args.device)
+    seed = args.seed if args.seed is not None else int(meta.get("seed", 0))
+    start = time.perf_counter()
+    new = unlearner.unlearn(model.to(device), task, seed=seed, device=device, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    from unlearnkit.config import unstructure_config
+
+    unlearned = {"method": name, "config": unstructure_config(config), "forget": str(task.forget_spec),
+                 "retain_access": gamma, "seed": seed, "seconds": seconds, "source": str(args.checkpoint)}
+    save_checkpoint(out, new, {**meta, "kind": "unlearned", "unlearned": unlearned})
+    print(f"{name} unlearned {len(task.forget)} samples ({task.forget_spec}) in {seconds:.1f}s -> {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    cfg = load_run_config(args.config)
+    model, meta = load_model(args.checkpoint)
+    task = _checkpoint_task(meta, cfg, args, args.forget)
+    device = _device(args.device)
+    attack = None if args.attack in ("", "none") else args.attack
+    metrics = evaluate(model.to(device), task, attack, seed=int(meta.get("seed", 0)), device=device, report=attack is not None)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "forget": str(task.forget_spec), "attack": attack, **metrics}, indent=1))
+    else:
+        shown = " ".join(f"{k} {metrics[k]:.2f}" for k in ("UA", "RA", "TA", "MIA") if k in metrics)
+        print(f"{args.checkpoint} on {task.dataset} forget {task.forget_spec}: {shown}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    cfg = load_run_config(args.config)
+    options = cfg.bench_options()
+    cli = {
+        "preset": args.preset, "dataset": args.dataset, "model": args.model, "attack": args.attack,
+        "forget": args.forget.split(",") if args.forget else None, "retain_access": args.retain_access,
+        "seeds": args.seeds, "tables": args.tables.split(",") if args.tables else None,
+        "data_dir": args.data_dir, "download": args.download or None,
+    }
+    options.update({k: v for k, v in cli.items() if v is not None})
+    if args.methods:
+        by_label = {m.get("label", m.get("name")) if isinstance(m, dict) else m: m for m in options.get("methods") or []}
+        options["methods"] = [by_label.get(n.strip(), n.strip()) for n in args.methods.split(",") if n.strip()]
+    if args.num_samples:
+        options["dataset_config"] = {**(options.get("dataset_config") or {}), "num_samples": args.num_samples}
+    if args.epochs:
+        options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
+    settings = bench_mod.resolve(options)
+    runner = bench_mod.Bench(settings, Path(args.out), device=_device(args.device), quiet=args.quiet)
+    kept = runner.load_previous()
+    if kept and not args.quiet:
+        print(f"resuming: {kept} finished rows kept from {runner.results_path}", file=sys.stderr)
+    results = runner.run()
+    print(bench_mod.report.markdown(results), end="")
+    print(f"results: {runner.results_path}, {Path(args.out) / 'results.md'}")
+    return 0
+
+
+COMMANDS = {"plugins": cmd_plugins, "train": cmd_train, "unlearn": cmd_unlearn, "evaluate": cmd_evaluate, "bench": cmd_bench}
