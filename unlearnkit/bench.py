@@ -128,7 +128,7 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
     if merged.get("dataset") != PRESETS[preset_name]["dataset"] and "dataset_config" not in options:
         merged["dataset_config"] = {}
     methods = merged.get("methods") or registry.names("unlearner")
-    specs = [MethodSpec(n, n) for n in REFERENCES] + parse_methods([m for m in methods if m not in REFERENCES])
+    specs = [MethodSpec(n, n) for n in REFERENCES] + parse_methods([m for m in methods if m not in REFERENCES], "$.bench.methods")
     forget = tuple(str(parse_forget(f)) for f in merged["forget"])
     gamma = merged.get("retain_access")
     if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1):
@@ -142,12 +142,15 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
         raise UsageError(f"unknown table {unknown[0]!r}; expected main, access or ablation")
     registry.get("dataset", merged["dataset"])
     registry.get("model", merged["model"])
+    attack = merged.get("attack", "svc-confidence")
+    if attack not in ("", "none"):
+        registry.get("attack", attack)  # an unknown name fails now, not after the models are trained
     structure_config(TrainConfig, merged.get("train") or {}, path="$.train")
     return BenchSettings(
         dataset=merged["dataset"], dataset_config=dict(merged.get("dataset_config") or {}), model=merged["model"],
         model_config=dict(merged.get("model_config") or {}), train=dict(merged.get("train") or {}),
         methods=tuple(specs), forget=forget, retain_access=gamma, seeds=tuple(seeds), tables=tables,
-        attack=None if merged.get("attack", "svc-confidence") in ("", "none") else merged.get("attack", "svc-confidence"), val_ratio=float(merged.get("val_ratio", 0.1)),
+        attack=None if attack in ("", "none") else attack, val_ratio=float(merged.get("val_ratio", 0.1)),
         data_dir=merged.get("data_dir"), download=bool(merged.get("download", False)),
     )
 

@@ -6,7 +6,9 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +83,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     Loads with `weights_only=True`, so a pickle that carries code is refused, never run.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols: keep CLI errors to one line
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} refused: it is not plain weights ({first[:200]})") from None
-    except Exception as exc:  # truncated zip, random bytes, ...
+        raise CheckpointError(f"checkpoint {str(path)!r} refused: {_refusal(exc)}; unlearnkit loads plain weights only and never runs code from a file") from None
+    except Exception as exc:  # truncated zip, empty file, ...
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable (truncated or not a checkpoint): {type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r} is not an unlearnkit checkpoint (no {FORMAT!r} header)")
@@ -97,9 +102,39 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     state, meta = payload.get("state_dict"), payload.get("meta")
     if not isinstance(state, dict) or not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
         raise CheckpointError(f"checkpoint {str(path)!r} lacks weights or metadata")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds weights that are not named tensors")
+    problem = _meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"checkpoint {str(path)!r} has malformed metadata: {problem}")
     if state_digest(state) != payload.get("digest"):
         raise CheckpointError(f"checkpoint {str(path)!r} failed verification: its weights do not match their digest (tampered or corrupted)")
     return state, meta
+
+
+def _refusal(exc: pickle.UnpicklingError) -> str:
+    """Why torch's weights-only unpickler refused a file, in a few words (its message is long)."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds code or objects other than tensors ({found.group(1)})"
+    return "it is not a plain-weights file (not a torch checkpoint, or a pickle of arbitrary objects)"
+
+
+def _meta_problem(meta: dict[str, Any]) -> str:
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    if not isinstance(meta["dataset"], str) or not isinstance(meta["model"], str):
+        return f"dataset and model must be names, got {meta['dataset']!r} and {meta['model']!r}"
+    if not is_int(meta["num_classes"]):
+        return f"num_classes must be a positive integer, got {meta['num_classes']!r}"
+    shape = meta["input_shape"]
+    if not isinstance(shape, (list, tuple)) or not shape or not all(is_int(d) for d in shape):
+        return f"input_shape must be a list of positive integers, got {shape!r}"
+    if meta.get("model_config") is not None and not isinstance(meta["model_config"], dict):
+        return f"model_config must be a table of settings, got {meta['model_config']!r}"
+    return ""
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,11 +33,19 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+MAX_SEED = 2**63 - 1
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits of a value up to 2**63 - 1 (str.isdigit also takes '²')."""
+    return re.fullmatch(r"[0-9]+", text) is not None and len(text.lstrip("0")) <= 19 and int(text.lstrip("0") or "0") <= MAX_SEED
+
+
 def _seeds(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
-    if not parts or any(not p.isdigit() for p in parts):
+    if not parts or any(not _is_count(p) for p in parts):
         raise argparse.ArgumentTypeError(f"malformed seeds {text!r}: expected comma-separated non-negative integers like 0,1,2")
-    return [int(p) for p in parts]
+    return [int(p.lstrip("0") or "0") for p in parts]
 
 
 def _gamma(text: str) -> float:
@@ -50,9 +59,9 @@ def _gamma(text: str) -> float:
 
 
 def _seed(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"malformed value {text!r}: expected a non-negative integer")
-    return int(text)
+    if not _is_count(text.strip()):
+        raise argparse.ArgumentTypeError(f"malformed value {text!r}: expected a non-negative integer below 2**63")
+    return int(text.strip().lstrip("0") or "0")
 
 
 def _device(name: Optional[str]) -> str:
@@ -184,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.force)
     task = _task_from(cfg, args, dataset=args.dataset, seed=args.seed)
     model_name = args.model or cfg.task.model or "cnn1d"
-    recipe = bench_mod.apply_recipe(task.recipe, {**cfg.train, **({"epochs": args.epochs} if args.epochs else {})})
+    recipe = bench_mod.apply_recipe(task.recipe, {**cfg.train, **({"epochs": args.epochs} if args.epochs is not None else {})})
     model = build_model(model_name, task, seed=task.seed, config=cfg.model or None)
     device = _device(args.device)
     start = time.perf_counter()
@@ -267,7 +276,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.config)
-    options = cfg.bench_options()
+    # keys the file is silent on stay absent, so `resolve` keeps the preset's (or resets a
+    # dataset_config that belongs to the preset's dataset)
+    options = {k: v for k, v in cfg.bench_options().items() if v is not None}
     cli = {
         "preset": args.preset, "dataset": args.dataset, "model": args.model, "attack": args.attack,
         "forget": args.forget.split(",") if args.forget else None, "retain_access": args.retain_access,
@@ -278,9 +289,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.methods:
         by_label = {m.get("label", m.get("name")) if isinstance(m, dict) else m: m for m in options.get("methods") or []}
         options["methods"] = [by_label.get(n.strip(), n.strip()) for n in args.methods.split(",") if n.strip()]
-    if args.num_samples:
+    if args.num_samples is not None:
         options["dataset_config"] = {**(options.get("dataset_config") or {}), "num_samples": args.num_samples}
-    if args.epochs:
+    if args.epochs is not None:
         options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
     settings = bench_mod.resolve(options)
     runner = bench_mod.Bench(settings, Path(args.out), device=_device(args.device), quiet=args.quiet)

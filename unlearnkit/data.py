@@ -8,6 +8,8 @@ indexing, with augmentation applied per batch on the device. Datasets that downl
 from __future__ import annotations
 
 import os
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -106,10 +108,8 @@ class Mnist1dConfig:
 
 def mnist1d(config: Mnist1dConfig, data_dir: Path, download: bool = False) -> DatasetBundle:
     path = Path(data_dir) / f"mnist1d-n{config.num_samples}-s{config.seed}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as arrays:
-            data = {k: arrays[k] for k in arrays.files}
-    else:
+    data = _read_npz(path, ("x", "y", "x_test", "y_test")) if path.exists() else None
+    if data is None:  # not cached yet, or the cache is unreadable: generate (again)
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
@@ -128,6 +128,15 @@ def mnist1d(config: Mnist1dConfig, data_dir: Path, download: bool = False) -> Da
     # which membership inference, and so unlearning, is meaningful.
     recipe = TrainConfig(epochs=60, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
     return DatasetBundle(tensors(data["x"], data["y"]), tensors(data["x_test"], data["y_test"]), 10, (1, 40), recipe)
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> Optional[dict[str, np.ndarray]]:
+    """The arrays `keys` of a cached `.npz`, or None when it is truncated, foreign or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {k: arrays[k] for k in keys}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 # -- torchvision image datasets -------------------------------------------------------------
@@ -153,14 +162,18 @@ def _images(data: np.ndarray, layout: str, mean: tuple, std: tuple, normalize: b
     return x.contiguous()
 
 
-def _torchvision(name: str, make: Callable[[bool], object], data_dir: Path) -> object:
+def _torchvision(name: str, make: Callable[[bool], object], data_dir: Path, download: bool) -> object:
     try:
         return make(True)
-    except RuntimeError as exc:
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        if download:
+            raise UsageError(f"dataset {name!r} under {data_dir} is corrupted even after downloading; delete it and retry") from None
         raise UsageError(
-            f"dataset {name!r} not found under {data_dir} ({exc}); pass --download to fetch it, "
+            f"dataset {name!r} not found (or corrupted) under {data_dir}; pass --download (download=True) to fetch it, "
             "or --data-dir to point at a copy"
         ) from None
+    except (OSError, tarfile.TarError) as exc:  # no network, disk full, a broken archive
+        raise UsageError(f"dataset {name!r}: download into {data_dir} failed: {type(exc).__name__}: {exc}") from None
 
 
 def _cifar(name: str, num_classes: int, mean: tuple, std: tuple) -> Callable[..., DatasetBundle]:
@@ -169,7 +182,7 @@ def _cifar(name: str, num_classes: int, mean: tuple, std: tuple) -> Callable[...
 
         cls = datasets.CIFAR10 if num_classes == 10 else datasets.CIFAR100
         splits = [
-            _torchvision(name, lambda _ok, train=train: cls(str(data_dir), train=train, download=download), data_dir)
+            _torchvision(name, lambda _ok, train=train: cls(str(data_dir), train=train, download=download), data_dir, download)
             for train in (True, False)
         ]
         train, test = (
@@ -189,7 +202,7 @@ def svhn(config: ImageConfig, data_dir: Path, download: bool = False) -> Dataset
 
     mean, std = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
     splits = [
-        _torchvision("svhn", lambda _ok, split=split: datasets.SVHN(str(data_dir), split=split, download=download), data_dir)
+        _torchvision("svhn", lambda _ok, split=split: datasets.SVHN(str(data_dir), split=split, download=download), data_dir, download)
         for split in ("train", "test")
     ]
     train, test = (ArrayDataset(_images(s.data, "nchw", mean, std, config.normalize), torch.tensor(s.labels)) for s in splits)
@@ -216,17 +229,39 @@ def tiny_imagenet(config: TinyImageNetConfig, data_dir: Path, download: bool = F
         raise UsageError(f"Tiny-ImageNet not found: expected {root}/wnids.txt (extract tiny-imagenet-200.zip into --data-dir)")
     wnids = (root / "wnids.txt").read_text().split()
     label = {w: i for i, w in enumerate(wnids)}
+    if not wnids or len(label) != len(wnids):
+        raise UsageError(f"Tiny-ImageNet: {root}/wnids.txt must list distinct class ids, one a line")
 
-    def load(files: list[tuple[Path, int]]) -> ArrayDataset:
-        images = [decode_image(str(f), mode=ImageReadMode.RGB) for f, _ in files]
+    def decode(f: Path) -> torch.Tensor:
+        try:
+            image = decode_image(str(f), mode=ImageReadMode.RGB)  # grayscale files become RGB
+        except (RuntimeError, OSError) as exc:
+            raise UsageError(f"Tiny-ImageNet: cannot decode {f}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if tuple(image.shape) != (3, 64, 64):
+            raise UsageError(f"Tiny-ImageNet: {f} is {tuple(image.shape[1:])} pixels; expected (64, 64)")
+        return image
+
+    def load(split: str, files: list[tuple[Path, int]]) -> ArrayDataset:
+        if not files:
+            raise UsageError(f"Tiny-ImageNet: no {split} images found under {root}/{split}")
+        images = [decode(f) for f, _ in files]
         x = _images(torch.stack(images).numpy(), "nchw", (0.480, 0.448, 0.398), (0.277, 0.269, 0.282), config.normalize)
         return ArrayDataset(x, torch.tensor([y for _, y in files]))
 
-    train = sorted((f, label[w]) for w in wnids for f in (root / "train" / w / "images").glob("*"))
-    annotations = (root / "val" / "val_annotations.txt").read_text().splitlines()
-    val = sorted((root / "val" / "images" / parts[0], label[parts[1]]) for parts in (a.split("\t") for a in annotations) if parts[0])
+    train = sorted((f, label[w]) for w in wnids for f in (root / "train" / w / "images").glob("*") if f.is_file())
+    annotations_file = root / "val" / "val_annotations.txt"
+    if not annotations_file.is_file():
+        raise UsageError(f"Tiny-ImageNet: {annotations_file} not found")
+    val = []
+    for number, line in enumerate(annotations_file.read_text().splitlines(), 1):
+        parts = line.split("\t")
+        if not parts[0].strip():
+            continue
+        if len(parts) < 2 or parts[1] not in label:
+            raise UsageError(f"Tiny-ImageNet: {annotations_file} line {number}: class id {parts[1] if len(parts) > 1 else None!r} is not in wnids.txt")
+        val.append((root / "val" / "images" / parts[0], label[parts[1]]))
     recipe = TrainConfig(epochs=100, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine")
-    return DatasetBundle(load(train), load(val), len(wnids), (3, 64, 64), recipe, crop_flip)
+    return DatasetBundle(load("train", train), load("val", sorted(val)), len(wnids), (3, 64, 64), recipe, crop_flip)
 
 
 @config_class

@@ -19,6 +19,7 @@ import attrs
 
 from unlearnkit._validators import in_range
 from unlearnkit.config import config_class, load_toml, structure_config
+from unlearnkit.errors import ConfigError
 
 
 @config_class
@@ -69,4 +70,7 @@ def load_run_config(path: Optional[str]) -> RunConfig:
     """The run configuration in `path` (an empty one when None)."""
     if path is None:
         return RunConfig()
-    return structure_config(RunConfig, load_toml(path), path="$")
+    try:
+        return structure_config(RunConfig, load_toml(path), path="$")
+    except ConfigError as exc:  # name the file: `run.toml: $.task: unknown key(s) 'foo'`
+        raise ConfigError([e if e.startswith(f"{path}:") else f"{path}: {e}" for e in exc.errors]) from None

@@ -18,6 +18,7 @@ from unlearnkit.interfaces import TASK_PARTS
 from unlearnkit.plugins import registry
 
 FORGET_KINDS = ("random", "class", "indices")
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; run configs allow int64
 
 
 @attrs.frozen
@@ -36,25 +37,30 @@ def parse_forget(spec: "str | ForgetSpec") -> ForgetSpec:
     if isinstance(spec, ForgetSpec):
         return spec
     if not isinstance(spec, str) or ":" not in spec:
-        raise UsageError(f"forget spec {spec!r}: expected random:RATIO, class:K or indices:FILE")
+        shown = _short(spec) if isinstance(spec, str) else spec
+        raise UsageError(f"forget spec {shown!r}: expected random:RATIO, class:K or indices:FILE")
     kind, _, value = spec.partition(":")
+    shown = _short(spec, 60)
     if kind == "random":
         try:
             ratio = float(value)
         except ValueError:
-            raise UsageError(f"forget spec {spec!r}: ratio {value!r} is not a number") from None
+            raise UsageError(f"forget spec {shown!r}: ratio {_short(value)!r} is not a number") from None
         if not 0 < ratio < 1:
-            raise UsageError(f"forget spec {spec!r}: ratio must be in (0, 1), got {value}")
+            raise UsageError(f"forget spec {shown!r}: ratio must be in (0, 1), got {_short(value)}")
         return ForgetSpec("random", ratio)
     if kind == "class":
-        if not re.fullmatch(r"\d+", value.strip()):
-            raise UsageError(f"forget spec {spec!r}: class must be a non-negative integer, got {value!r}")
-        return ForgetSpec("class", int(value))
+        digits = value.strip()
+        if not re.fullmatch(r"[0-9]+", digits):
+            raise UsageError(f"forget spec {shown!r}: class must be a non-negative integer, got {_short(value)!r}")
+        if len(digits.lstrip("0")) > 18:  # also keeps int() clear of Python's digit limit
+            raise UsageError(f"forget spec {shown!r}: class {_short(digits)} does not exist")
+        return ForgetSpec("class", int(digits))
     if kind == "indices":
         if not value:
-            raise UsageError(f"forget spec {spec!r}: indices needs a file name")
+            raise UsageError(f"forget spec {shown!r}: indices needs a file name")
         return ForgetSpec("indices", value)
-    raise UsageError(f"forget spec {spec!r}: unknown kind {kind!r}; expected one of {', '.join(FORGET_KINDS)}")
+    raise UsageError(f"forget spec {shown!r}: unknown kind {_short(kind)!r}; expected one of {', '.join(FORGET_KINDS)}")
 
 
 def read_index_file(path: str | Path) -> torch.Tensor:
@@ -64,13 +70,20 @@ def read_index_file(path: str | Path) -> torch.Tensor:
         text = path.read_text()
     except FileNotFoundError:
         raise UsageError(f"forget index file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name
         raise UsageError(f"forget index file {str(path)!r} unreadable: {exc}") from None
     tokens = [t for line in text.splitlines() for t in re.split(r"[\s,]+", line.split("#")[0]) if t]
-    bad = [t for t in tokens if not re.fullmatch(r"\d+", t)]
+    bad = [t for t in tokens if not re.fullmatch(r"[0-9]+", t)]
     if bad:
-        raise UsageError(f"forget index file {str(path)!r}: {bad[0]!r} is not a non-negative integer")
+        raise UsageError(f"forget index file {str(path)!r}: {_short(bad[0])!r} is not a non-negative integer")
+    huge = [t for t in tokens if len(t.lstrip("0")) > 18]  # beyond int64 (and int()'s digit limit)
+    if huge:
+        raise UsageError(f"forget index file {str(path)!r}: index {_short(huge[0])} is out of range")
     return torch.tensor([int(t) for t in tokens], dtype=torch.long)
+
+
+def _short(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _hash_indices(indices: torch.Tensor) -> str:
@@ -183,10 +196,10 @@ def make_task(
     spec = parse_forget(forget)
     if isinstance(retain_access, bool) or not isinstance(retain_access, (int, float)) or not 0 < retain_access <= 1:
         raise UsageError(f"retain_access must be in (0, 1], got {retain_access!r}")
-    if not 0 < val_ratio < 1:
+    if isinstance(val_ratio, bool) or not isinstance(val_ratio, (int, float)) or not 0 < val_ratio < 1:
         raise UsageError(f"val_ratio must be in (0, 1), got {val_ratio!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
     data_dir = str(Path(data_dir) if data_dir else default_data_dir())
     bundle, config = _load_bundle(dataset, json.dumps(dataset_config or {}, sort_keys=True), data_dir, download)
 

@@ -16,7 +16,14 @@ from unlearnkit.registry import build_model
 from unlearnkit.tasks import UnlearningTask, make_task
 from unlearnkit.training import TrainConfig, train_model
 
-__all__ = ["tiny_task", "tiny_model", "trained_tiny_model", "state_equal"]
+__all__ = ["tiny_task", "tiny_model", "trained_tiny_model", "state_equal", "checks_for_kind"]
+
+
+def checks_for_kind(kind: str) -> list:
+    """The contract checks of `kind` (see `unlearnkit.testing.contracts`)."""
+    from unlearnkit.testing.contracts import checks_for
+
+    return checks_for(kind)
 
 
 def tiny_task(seed: int = 0, forget: str = "random:0.1", retain_access: float = 0.5, **dataset_config: Any) -> UnlearningTask:

@@ -32,7 +32,9 @@ __all__ = [
     "check_repeatable_after_reset",
 ]
 
-_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=40, deadline=None, derandomize=True, database=None, report_multiple_bugs=False, suppress_health_check=list(HealthCheck)
+)
 #: How the forget gradient relates to the remember gradient in a drawn pair.
 _RELATIONS = ("independent", "conflicting", "aligned", "opposite", "orthogonal")
 

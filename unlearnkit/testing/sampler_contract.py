@@ -34,7 +34,9 @@ __all__ = [
     "check_prepare_and_sample_mutate_nothing",
 ]
 
-_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=30, deadline=None, derandomize=True, database=None, report_multiple_bugs=False, suppress_health_check=list(HealthCheck)
+)
 
 
 def _support(task: UnlearningTask, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit import MembershipAttack, check_finite_loss
-from unlearnkit._validators import non_negative, positive
+from unlearnkit._validators import non_negative, one_of, positive
 from unlearnkit.config import config_class
 
 from unlearnkit_attacks import features as feat
@@ -26,13 +26,19 @@ from unlearnkit_attacks import features as feat
 __all__ = ["MiLogReg", "MiLogRegConfig", "MiMlpConfig", "MiMlpLabel", "MiMlpSorted", "NeuralMIAttack"]
 
 
+BALANCE = ("weight", "subsample")
+
+
 @config_class
 class MiLogRegConfig:
-    """Full-batch Adam on the balanced BCE for `steps` steps; `seed` fixes the initial weights."""
+    """Full-batch Adam on the balanced BCE for `steps` steps; `seed` fixes the initial weights
+    (and the subsample). `balance`: "weight" gives each side half the loss whatever its size;
+    "subsample" trains on equally many of each, a seeded sample of the larger side."""
 
     steps: int = attrs.field(default=300, validator=positive)
     lr: float = attrs.field(default=0.05, validator=positive)
     weight_decay: float = attrs.field(default=0.0, validator=non_negative)
+    balance: str = attrs.field(default="weight", validator=one_of(*BALANCE))
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -41,9 +47,10 @@ class MiMlpConfig:
     """An MLP with ReLU hidden layers of the `hidden` widths, trained like `MiLogRegConfig`."""
 
     hidden: tuple[int, ...] = attrs.field(default=(64, 64), validator=attrs.validators.deep_iterable(positive))
-    steps: int = attrs.field(default=500, validator=positive)
+    steps: int = attrs.field(default=300, validator=positive)
     lr: float = attrs.field(default=0.01, validator=positive)
     weight_decay: float = attrs.field(default=1e-4, validator=non_negative)
+    balance: str = attrs.field(default="subsample", validator=one_of(*BALANCE))
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -108,11 +115,12 @@ class NeuralMIAttack(MembershipAttack):
         device = m_logits.device
         self.num_classes = int(m_logits.shape[-1])
         with torch.no_grad():
-            x = torch.cat([
-                self._inputs(m_logits.detach(), m_labels.to(device)),
-                self._inputs(n_logits.detach().to(device), n_labels.to(device)),
-            ])
-        n_in, n_out = len(m_logits), len(n_logits)
+            x_in = self._inputs(m_logits.detach(), m_labels.to(device))
+            x_out = self._inputs(n_logits.detach().to(device), n_labels.to(device))
+        if self.config.balance == "subsample":
+            x_in, x_out = self._subsample(x_in, x_out)
+        x = torch.cat([x_in, x_out])
+        n_in, n_out = len(x_in), len(x_out)
         target = torch.cat([torch.ones(n_in, device=device), torch.zeros(n_out, device=device)])
         weight = torch.cat([torch.full((n_in,), 0.5 / n_in, device=device), torch.full((n_out,), 0.5 / n_out, device=device)])
         mean, std = x.mean(dim=0), x.std(dim=0, unbiased=False)
@@ -131,6 +139,13 @@ class NeuralMIAttack(MembershipAttack):
             optimizer.step()
         self.model = model.eval().requires_grad_(False)
         return self
+
+    def _subsample(self, x_in: torch.Tensor, x_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(len(x_in), len(x_out))
+        g = torch.Generator().manual_seed(self.config.seed)
+        keep_in = torch.randperm(len(x_in), generator=g)[:n].sort().values.to(x_in.device)
+        keep_out = torch.randperm(len(x_out), generator=g)[:n].sort().values.to(x_out.device)
+        return x_in[keep_in], x_out[keep_out]
 
     def _inputs(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.features(logits, labels).float()

@@ -86,13 +86,21 @@ def test_first_order_drops_a_nonzero_second_order_term():
 
 
 def _mi_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Membership log-odds from the confidence p(y|x)."""
     p_true = torch.softmax(logits, 1).gather(1, labels[:, None]).squeeze(1)
-    return torch.sigmoid(4.0 * p_true - 1.5)
+    return 4.0 * p_true - 1.5
 
 
 def _mi_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Membership log-odds from the prediction's entropy."""
     log_p = torch.log_softmax(logits, 1)
-    return torch.sigmoid(1.0 - 2.0 * -(log_p.exp() * log_p).sum(1))
+    return 1.0 - 2.0 * -(log_p.exp() * log_p).sum(1)
+
+
+def _bce(log_odds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """−[t log σ(z) + (1 − t) log(1 − σ(z))], written out."""
+    p = torch.sigmoid(log_odds)
+    return -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).mean()
 
 
 def _audit():
@@ -105,7 +113,7 @@ def _audit():
 
 def _reference_forget(model, x, y, targets, *, first_order, meta_opt=True):
     theta = _theta(model)
-    tune = F.binary_cross_entropy(_mi_confidence(_raw(theta, x), y), targets)
+    tune = _bce(_mi_confidence(_raw(theta, x), y), targets)
     if meta_opt:
         grads = torch.autograd.grad(tune, theta, create_graph=True)
         if first_order:
@@ -113,7 +121,7 @@ def _reference_forget(model, x, y, targets, *, first_order, meta_opt=True):
         fast = [t - ALPHA * g for t, g in zip(theta, grads)]
     else:
         fast = theta
-    test = F.binary_cross_entropy(_mi_entropy(_raw(fast, x), y), targets)
+    test = _bce(_mi_entropy(_raw(fast, x), y), targets)
     return torch.autograd.grad(tune + BETA * test, theta)
 
 

@@ -64,7 +64,7 @@ class LtuConfig:
     sampler_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("samplers"))
     bank: tuple[str, ...] = attrs.field(default=("mi-logreg", "mi-mlp-sorted", "mi-mlp-label"), validator=_names(2))
     bank_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("bank"))
-    bank_balance: bool = True
+    bank_balance: bool = False  # subsample D̂_r and D_val to equal sizes before fitting the bank
     combiner: str = "harmonize"
     combiner_config: dict[str, Any] = attrs.field(factory=dict)
     remember_feedback: bool = True

@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 Params = dict[str, torch.Tensor]
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
-MembershipModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> P(member)
+MembershipModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> log-odds of membership
 
 
 class Feedback(NamedTuple):
@@ -67,9 +67,13 @@ def meta_test(
     return query_loss(forward(fast, query_x), query_y, sizes)  # eq. 3
 
 
-def membership_loss(p_member: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """BCE between an MI model's P(member) and the audit targets (0 = forget, 1 = remain)."""
-    return F.binary_cross_entropy(p_member, targets.to(p_member.dtype))  # eq. 11
+def membership_loss(log_odds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE between an MI model's P(member) = sigmoid(log_odds) and the audit targets (0 = forget, 1 = remain).
+
+    Computed from the log-odds, so it neither saturates nor divides by p(1 − p) when the MI
+    model is certain (BCE on probabilities gives NaN second derivatives there).
+    """
+    return F.binary_cross_entropy_with_logits(log_odds, targets.to(log_odds.dtype))  # eq. 11
 
 
 def _meta_gradient(
@@ -138,7 +142,8 @@ def forgetting_feedback(
 
     The audit set A holds inputs `audit_x`, their true labels `audit_y` (what the MI models
     read besides the logits) and targets `audit_targets` (0 for forget samples, 1 for remaining
-    ones). Without meta-optimisation both MI losses are taken at θ from one forward.
+    ones). `support_model` and `query_model` map (logits, labels) to membership log-odds.
+    Without meta-optimisation both MI losses are taken at θ from one forward.
     """
     if not meta_opt:
         logits = forward(params, audit_x)

@@ -28,6 +28,7 @@ from unlearnkit_ltu import meta
 from unlearnkit_ltu.config import LtuConfig
 
 WHO = "ltu"
+LOGIT_EPS = 1e-6
 
 
 def stream(seed: int, name: str) -> torch.Generator:
@@ -98,7 +99,7 @@ class LtuRun:
         """The differentiable MI models, fit on the original model: D̂_r members vs D_val non-members."""
         members = (uk.predict_logits(self.model, pool, device=self.device), pool.y)
         non_members = (uk.predict_logits(self.model, val, device=self.device), val.y)
-        if self.config.bank_balance:  # [choice] equal class sizes: P(member) = 0.5 is the neutral point
+        if self.config.bank_balance:  # equal class sizes, for attacks that do not weight the classes themselves
             n = min(len(members[1]), len(non_members[1]))
             g = stream(seed, "bank-fit")
             members = _take(members, torch.randperm(len(members[1]), generator=g)[:n])
@@ -144,7 +145,7 @@ class LtuRun:
         q += q >= s  # a different model
         return meta.forgetting_feedback(
             self.forward, self.params, audit_x, audit_y, targets,
-            self.bank[s].predict_proba, self.bank[q].predict_proba,
+            log_odds(self.bank[s]), log_odds(self.bank[q]),
             inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
         )
 
@@ -177,6 +178,15 @@ class LtuRun:
         for p in self.params.values():
             p.grad = None
         return self.model.train(self._was_training)
+
+
+def log_odds(attack: MembershipAttack) -> meta.MembershipModel:
+    """(logits, labels) -> log-odds of membership: the attack's `membership_logit` where it has one,
+    else logit(predict_proba) with P clamped to [1e-6, 1 − 1e-6]."""
+    direct = getattr(attack, "membership_logit", None)
+    if callable(direct):
+        return direct
+    return lambda logits, labels: torch.logit(attack.predict_proba(logits, labels), eps=LOGIT_EPS)
 
 
 class LtuUnlearner(uk.Unlearner):

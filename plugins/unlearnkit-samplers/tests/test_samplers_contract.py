@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import attrs
-import pytest
 
 from unlearnkit.testing.contracts import parametrize_with_checks
 from unlearnkit_samplers import FeatureNN, FeatureNNConfig, LabelNN, LabelNNConfig
@@ -19,9 +18,8 @@ def test_samplers_plugin_sampler_contract(name, check):
     check(name)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-@parametrize_with_checks("sampler", ["{variant}"])
-def test_samplers_plugin_setting_contract(variant, name, check, register_component):
-    factory, config_cls = VARIANTS[variant]
-    register_component("sampler", variant, factory, config_cls)
-    check(variant)
+@parametrize_with_checks("sampler", sorted(VARIANTS))
+def test_samplers_plugin_setting_contract(name, check, register_component):
+    factory, config_cls = VARIANTS[name]
+    register_component("sampler", name, factory, config_cls)
+    check(name)

@@ -81,7 +81,7 @@ def assert_nearest(got: torch.Tensor, want: list[int], scores: list[float], tol:
     assert len(got) == len(want) and len(set(got)) == len(got)
     chosen = [scores[i] for i in got]
     left_out = [scores[i] for i in range(len(scores)) if i not in set(got)]
-    if left_out:
+    if left_out and chosen:
         assert max(chosen) <= min(left_out) + tol
     assert all(a <= b + tol for a, b in zip(chosen, chosen[1:])), "not ordered nearest first"
     gap_free = [i for i in want if scores[i] < scores[want[-1]] - tol] if want else []

@@ -165,7 +165,7 @@ class LabelNN(_NearestSampler):
         if self.config.label_space == "softmax":
             return self._nearest(support_x, k, generator)
         pool_y = self._pool_y
-        same = torch.isin(pool_y, support_y.to(pool_y.device))
+        same = torch.isin(pool_y, support_y.to(pool_y.device, pool_y.dtype))
         matching, others = same.nonzero().squeeze(1), (~same).nonzero().squeeze(1)
         shuffled = [
             group[torch.randperm(len(group), generator=generator, device=generator.device).to(group.device)]

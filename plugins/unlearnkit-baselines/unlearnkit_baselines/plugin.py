@@ -1,0 +1,33 @@
+"""Registers the nine baselines with unlearnkit (entry point `baselines`)."""
+
+from __future__ import annotations
+
+from unlearnkit import hookimpl
+from unlearnkit.hookspecs import Register
+
+from unlearnkit_baselines.badteacher import BadTConfig, BadTeacher
+from unlearnkit_baselines.finetune import FineTune, FTConfig, GAConfig, GradientAscent
+from unlearnkit_baselines.fisher import FisherConfig, FisherForgetting
+from unlearnkit_baselines.relabel import Amnesiac, AmnesiacConfig, RandLConfig, RandomLabel
+from unlearnkit_baselines.retrain import Retrain, RetrainConfig
+from unlearnkit_baselines.salun import SalUn, SalUnConfig
+from unlearnkit_baselines.ssd import SelectiveSynapticDampening, SSDConfig
+
+#: name -> (unlearner class, config class), in the order of the LTU paper's Table 1.
+BASELINES = {
+    "retrain": (Retrain, RetrainConfig),
+    "ft": (FineTune, FTConfig),
+    "randl": (RandomLabel, RandLConfig),
+    "ga": (GradientAscent, GAConfig),
+    "amnesiac": (Amnesiac, AmnesiacConfig),
+    "fisher": (FisherForgetting, FisherConfig),
+    "ssd": (SelectiveSynapticDampening, SSDConfig),
+    "badt": (BadTeacher, BadTConfig),
+    "salun": (SalUn, SalUnConfig),
+}
+
+
+@hookimpl
+def unlearnkit_register_unlearners(register: Register) -> None:
+    for name, (cls, config_cls) in BASELINES.items():
+        register(name, cls, config_cls)

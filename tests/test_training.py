@@ -1,0 +1,115 @@
+"""The training loop, the Unlearner base class and evaluation."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+import unlearnkit as uk
+from unlearnkit.testing import state_equal, tiny_model, tiny_task, trained_tiny_model
+
+
+@functools.lru_cache(maxsize=1)
+def mnist1d_original():
+    task = uk.make_task("mnist1d", forget="random:0.1", seed=0)
+    return uk.train_model(uk.build_model("cnn1d", task, seed=0), task, seed=0), task
+
+
+def test_cnn1d_memorises_mnist1d():
+    """The paper's regime: RA 100 (the model memorises D_r) and TA >= 90."""
+    model, task = mnist1d_original()
+    metrics = uk.evaluate(model, task, attack=None)
+    assert metrics["RA"] == 100.0
+    assert metrics["TA"] >= 90.0
+    assert metrics["UA"] == 0.0  # D_f was trained on, too
+
+
+def test_training_is_deterministic_under_a_seed():
+    task = tiny_task()
+    a = uk.train_model(tiny_model(task, seed=1), task, seed=1)
+    b = uk.train_model(tiny_model(task, seed=1), task, seed=1)
+    c = uk.train_model(tiny_model(task, seed=2), task, seed=2)
+    assert state_equal(a, b)
+    assert not state_equal(a, c)
+
+
+def test_divergence_is_reported_with_method_and_step():
+    task = tiny_task()
+    with pytest.raises(uk.DivergenceError, match=r"train: loss became (nan|inf) at step \d+"):
+        uk.train_model(tiny_model(task), task, recipe=uk.TrainConfig(epochs=50, lr=1e6, momentum=0.99))
+
+
+def test_evaluate_definitions():
+    model, task = trained_tiny_model()
+    metrics = uk.evaluate(model, task, attack=None)
+    logits = {p: uk.predict_logits(model, getattr(task, p)) for p in ("forget", "retain_full", "test")}
+    assert metrics["UA"] == pytest.approx(100 - uk.accuracy(logits["forget"], task.forget.y))
+    assert metrics["RA"] == pytest.approx(uk.accuracy(logits["retain_full"], task.retain_full.y))
+    assert metrics["TA"] == pytest.approx(uk.accuracy(logits["test"], task.test.y))
+    assert uk.gap({"UA": 5.0, "RA": 99.0}, {"UA": 3.0, "RA": 100.0}) == {"UA": 2.0, "RA": 1.0, "avg": 1.5}
+
+
+class _Greedy(uk.Unlearner):
+    reads = frozenset({"forget"})
+
+    def run(self, model, task, *, seed, device, progress):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        _ = task.retain  # undeclared
+        return model
+
+
+class _Noisy(uk.Unlearner):
+    reads = frozenset({"forget"})
+
+    def run(self, model, task, *, seed, device, progress):
+        _ = task.forget
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        return model
+
+
+@uk.config_class
+class _NoConfig:
+    pass
+
+
+def test_unlearner_base_guards_inputs_data_and_seeds():
+    model, task = trained_tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(uk.DataAccessError, match=r"_Greedy read task.retain but declares reads=\['forget'\]"):
+        _Greedy(_NoConfig()).unlearn(model, task)
+    a = _Noisy(_NoConfig()).unlearn(model, task, seed=4)
+    b = _Noisy(_NoConfig()).unlearn(model, task, seed=4)
+    assert state_equal(a, b) and not state_equal(a, model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_penultimate_features_are_the_head_input():
+    model, task = trained_tiny_model()
+    x = task.test.x[:5]
+    feats = uk.penultimate_features(model, x)
+    assert feats.shape == (5, 32)
+    torch.testing.assert_close(model[-1](feats), model(x))
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (16,)), ("cnn1d", (1, 40)), ("resnet18", (3, 32, 32)), ("vit-tiny", (3, 32, 32))])
+def test_models_build_for_their_inputs(name, shape):
+    spec = type("Spec", (), {"input_shape": shape, "num_classes": 7})
+    model = uk.build_model(name, spec, seed=0)
+    assert state_equal(model, uk.build_model(name, spec, seed=0))
+    assert not state_equal(model, uk.build_model(name, spec, seed=1))
+    assert model.eval()(torch.zeros(2, *shape)).shape == (2, 7)
+    assert isinstance(uk.models.head(model), nn.Linear)
+
+
+def test_resnet18_has_the_cifar_stem():
+    model = uk.build_model("resnet18", type("S", (), {"input_shape": (3, 32, 32), "num_classes": 10}))
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, nn.Identity)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(11.17e6, rel=0.01)
