@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from unlearnkit import bench as bench_mod
+from unlearnkit import distributed
 from unlearnkit.checkpoint import load_model, save_checkpoint
 from unlearnkit.config import load_toml, structure_config
 from unlearnkit.errors import CheckpointError, ConfigError, UnlearnkitError, UsageError
@@ -65,12 +66,16 @@ def _seed(text: str) -> int:
 
 
 def _device(name: Optional[str]) -> str:
+    """The device to run on; under torchrun, joins the process group first (only rank 0 prints)."""
     if name in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine")
     if not (name == "cpu" or name.startswith("cuda")):
         raise UsageError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    name = distributed.init_from_env(name)
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # rank 0 prints the results
     return name
 
 
@@ -202,8 +207,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     task.recipe = recipe
     metrics = evaluate(model, task, attack=None, device=device)
-    save_checkpoint(out, model, {**bench_mod.checkpoint_meta(task, model_name, cfg.model), "val_ratio": cfg.task.val_ratio,
-                                 "kind": "original", "train_seconds": seconds})
+    if distributed.is_main():
+        meta = bench_mod.checkpoint_meta(task, model_name, cfg.model)
+        save_checkpoint(out, model, {**meta, "val_ratio": cfg.task.val_ratio, "kind": "original", "train_seconds": seconds})
     print(f"trained {model_name} on {task.dataset} (seed {task.seed}) in {seconds:.1f}s: "
           f"train acc {metrics['RA']:.2f}%, test acc {metrics['TA']:.2f}% -> {out}")
     return 0
@@ -254,7 +260,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
     unlearned = {"method": name, "config": unstructure_config(config), "forget": str(task.forget_spec),
                  "retain_access": gamma, "seed": seed, "seconds": seconds, "source": str(args.checkpoint)}
-    save_checkpoint(out, new, {**meta, "kind": "unlearned", "unlearned": unlearned})
+    if distributed.is_main():
+        save_checkpoint(out, new, {**meta, "kind": "unlearned", "unlearned": unlearned})
     print(f"{name} unlearned {len(task.forget)} samples ({task.forget_spec}) in {seconds:.1f}s -> {out}")
     return 0
 
@@ -294,7 +301,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
     settings = bench_mod.resolve(options)
-    runner = bench_mod.Bench(settings, Path(args.out), device=_device(args.device), quiet=args.quiet)
+    device = _device(args.device)
+    runner = bench_mod.Bench(settings, Path(args.out), device=device, quiet=args.quiet, rank0=distributed.is_main())
     kept = runner.load_previous()
     if kept and not args.quiet:
         print(f"resuming: {kept} finished rows kept from {runner.results_path}", file=sys.stderr)

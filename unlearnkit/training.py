@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from unlearnkit import distributed
 from unlearnkit._validators import non_negative, one_of, positive
 from unlearnkit.config import config_class
 from unlearnkit.errors import DivergenceError
@@ -87,6 +88,8 @@ def train_model(
 
     `data` is an `ArrayDataset` or an `UnlearningTask` (then its train split, recipe and
     augmentation are used unless given). The same seed, data and recipe give the same weights.
+    Under torchrun the model is wrapped in DDP and each rank trains on its share of every
+    global batch (`recipe.batch_size` is the global batch size; see `unlearnkit.distributed`).
     """
     if hasattr(data, "train") and hasattr(data, "recipe"):
         recipe = recipe or data.recipe
@@ -101,12 +104,21 @@ def train_model(
     )
     steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
     scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs * steps_per_epoch)
+    world = distributed.world_size()
+    net = model
+    if world > 1:
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     step = 0
-    for _ in tqdm(range(recipe.epochs), desc=who, disable=not progress, leave=False):
+    for _ in tqdm(range(recipe.epochs), desc=who, disable=not progress or not distributed.is_main(), leave=False):
         for x, y in batches(data, recipe.batch_size, generator=generator, device=device):
             if augment is not None:
                 x = augment(x, generator)
-            loss = F.cross_entropy(model(x), y)
+            n = len(y)
+            if world > 1:  # this rank's share; DDP averages, hence the factor `world`
+                part = distributed.shard(torch.arange(n, device=device))
+                x, y = x[part], y[part]
+            loss = F.cross_entropy(net(x), y, reduction="sum") * (world / n)
             check_finite_loss(loss, who, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
