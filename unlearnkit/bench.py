@@ -18,7 +18,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from unlearnkit import report
+from unlearnkit import distributed, report
 from unlearnkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from unlearnkit.config import config_hash, structure_config, unstructure_config
 from unlearnkit.errors import ConfigError, UsageError
@@ -339,7 +339,7 @@ class Bench:
             "methods": [attrs.asdict(m) for m in s.methods], "retain_access": s.retain_access}, "recipe": task_recipe,
             "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "versions": versions(),
             "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device),
-            "effective_batch_size": task_recipe["batch_size"], "world_size": 1, "git": git_revision(),
+            "effective_batch_size": task_recipe["batch_size"], "world_size": distributed.world_size(), "git": git_revision(),
             "split_hashes": {},
         }
 

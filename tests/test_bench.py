@@ -1,0 +1,96 @@
+"""The bench: plans per preset, statistics over seeds, paired comparisons, tables, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unlearnkit import bench, report
+from unlearnkit.errors import UsageError
+
+
+def _row(method, seed, avg, table="main", forget="random:0.1", gamma=1.0, name=None):
+    metrics = {"UA": 5.0 + seed, "RA": 100.0, "TA": 94.0 - seed, "MIA": 12.0}
+    return {"table": table, "method": method, "name": name or method, "forget": forget, "retain_access": gamma,
+            "seed": seed, **metrics, "UT_s": 1.0 + seed, "gap": {"UA": avg, "RA": 0.0, "TA": 0.0, "MIA": 0.0, "avg": avg}}
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    rows = [_row("ft", s, a) for s, a in [(0, 1.0), (1, 2.0), (2, 3.0)]]
+    (entry,) = report.summarize(rows)
+    assert entry["n_seeds"] == 3
+    assert entry["UA"] == {"mean": 6.0, "std": 1.0}
+    assert entry["gap"]["avg"] == {"mean": 2.0, "std": 1.0}
+    assert entry["UT_s"]["mean"] == 2.0
+
+
+def test_paired_comparison_counts_wins_and_tests_when_enough_seeds():
+    rows = [_row("ltu", s, a, gamma=0.3) for s, a in [(0, 0.5), (1, 0.4), (2, 0.9)]]
+    rows += [_row("salun", s, a) for s, a in [(0, 1.0), (1, 0.2), (2, 1.5)]]
+    rows += [_row("retrain", s, 0.0) for s in range(3)]
+    (c,) = report.compare(rows)
+    assert c["baseline"] == "salun" and c["wins"] == 2 and c["seeds"] == [0, 1, 2]
+    assert c["mean_diff"] == pytest.approx((-0.5 + 0.2 - 0.6) / 3)
+    assert 0 < c["p_value"] < 1
+    (c2,) = report.compare([r for r in rows if r["seed"] < 2])
+    assert c2["p_value"] is None  # two seeds: signs only
+
+
+def test_markdown_shows_value_std_and_gap():
+    rows = [_row("ft", s, a) for s, a in [(0, 1.0), (1, 2.0)]]
+    results = {"manifest": {"dataset": "d", "model": "m", "seeds": [0, 1], "attack": "a", "device": "cpu"},
+               "summary": report.summarize(rows), "comparisons": []}
+    text = report.markdown(results)
+    assert "| ft | 1 | 5.50±0.71 (1.50) | 100.00±0.00 (0.00) |" in text
+    assert "Table 1" in text
+
+
+def test_plans_follow_the_paper_tables(monkeypatch):
+    methods = tuple(bench.MethodSpec(n, n) for n in ("original", "retrain", "ft", "salun", "ltu"))
+    monkeypatch.setattr(bench, "_paper_gamma", lambda name: 0.3 if name == "ltu" else 1.0)
+    settings = bench.BenchSettings(dataset="mnist1d", dataset_config={}, model="cnn1d", model_config={}, train={},
+                                   methods=methods, forget=("random:0.1", "random:0.5"), retain_access=None,
+                                   seeds=(0, 1, 2), tables=("main", "access", "ablation"), attack=None)
+    jobs = bench.plan(settings)
+    main = [j for j in jobs if j.table == "main"]
+    assert len(main) == 5 * 2 * 3
+    assert {(j.spec.name, j.retain_access) for j in main} >= {("ltu", 0.3), ("salun", 1.0), ("retrain", 1.0)}
+    access = [j for j in jobs if j.table == "access"]
+    assert {(j.spec.name, j.retain_access) for j in access} == {(n, g) for n in ("ft", "salun", "ltu") for g in (0.1, 0.3)}
+    assert {j.forget for j in access} == {"random:0.1"}
+    ablation = [j for j in jobs if j.table == "ablation"]
+    assert {j.spec.label for j in ablation} == set(bench.ABLATIONS) and len(ablation) == len(bench.ABLATIONS) * 3
+    assert len({j.key() for j in jobs}) == len(jobs)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"preset": "huge"}, "unknown preset 'huge'"),
+    ({"seeds": [0, 0]}, "seeds must be distinct"),
+    ({"tables": ["main", "extra"]}, "unknown table 'extra'"),
+    ({"forget": ["random:2"]}, "ratio must be in (0, 1)"),
+    ({"methods": ["example-head-reset", {"name": "example-head-reset"}]}, "label 'example-head-reset' used twice"),
+    ({"methods": [{"name": "example-head-reset", "epochs": 0}]}, "$.bench.methods[0].epochs: must be > 0, got 0"),
+])
+def test_bad_settings_are_refused_before_any_work(options, message):
+    with pytest.raises(UsageError) as info:
+        bench.resolve(options)
+    assert message in str(info.value)
+
+
+def test_bench_end_to_end_with_a_third_party_method(tmp_path):
+    settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
+                              "seeds": [0, 1], "train": {"epochs": 3}})
+    runner = bench.Bench(settings, tmp_path, quiet=True)
+    results = runner.run()
+    assert {r["method"] for r in results["rows"]} == {"original", "retrain", "example-head-reset"}
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == results["rows"]
+    for field in ("UA", "RA", "TA", "UT_s", "gap", "seed", "forget", "retain_access", "dataset", "model"):
+        assert field in saved["rows"][-1]
+    assert all(r["gap"]["avg"] == 0 for r in saved["rows"] if r["method"] == "retrain")
+    assert set(saved["manifest"]["split_hashes"]) == {"random:0.1/seed0", "random:0.1/seed1"}
+    assert (tmp_path / "results.md").read_text().count("| example-head-reset |") == 1
+    again = bench.Bench(settings, tmp_path, quiet=True)
+    assert again.load_previous() == 6
+    assert again.run()["rows"] == results["rows"]  # nothing recomputed
