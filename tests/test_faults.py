@@ -1,0 +1,83 @@
+"""Faults: a bench killed (SIGKILL) or interrupted (SIGINT) mid-run keeps a valid results.json
+with its finished rows, and a rerun of the same command completes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CONFIG = """
+[task]
+dataset = "synthetic"
+model = "mlp"
+[train]
+epochs = 3
+[bench]
+seeds = [0]
+attack = "none"
+[[bench.methods]]
+name = "example-head-reset"
+label = "quick"
+epochs = 1
+[[bench.methods]]
+name = "example-head-reset"
+label = "slow"
+epochs = 100000
+"""
+
+
+def _bench(tmp_path: Path, out: Path, config: str = CONFIG) -> subprocess.Popen:
+    (tmp_path / "run.toml").write_text(config)
+    env = {**os.environ, "UNLEARNKIT_DATA_DIR": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "unlearnkit", "bench", "--config", str(tmp_path / "run.toml"), "--out", str(out), "--quiet"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        if path.exists():
+            rows = json.loads(path.read_text())["rows"]  # always valid JSON: written atomically
+            if len(rows) >= n:
+                return rows
+        time.sleep(0.2)
+    pytest.fail(f"no {n} rows in {path} after {timeout}s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_bench_keeps_rows_and_resumes(tmp_path, sig):
+    out = tmp_path / "out"
+    proc = _bench(tmp_path, out)
+    try:
+        rows = _wait_for_rows(out / "results.json", 3, proc)  # original, retrain, quick; "slow" is running
+    except BaseException:
+        proc.kill()
+        raise
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "interrupted" in proc.stderr.read()
+    kept = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in kept["rows"]] == ["original", "retrain", "quick"]
+    assert kept["rows"] == rows[:3]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    # The rerun resumes: the finished rows stay as they were and only "slow" runs (made fast here).
+    proc = _bench(tmp_path, out, CONFIG.replace("epochs = 100000", "epochs = 1"))
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    final = json.loads((out / "results.json").read_text())
+    assert final["rows"][:3] == kept["rows"]
+    assert [r["method"] for r in final["rows"]] == ["original", "retrain", "quick", "slow"]
