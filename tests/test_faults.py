@@ -81,3 +81,22 @@ def test_interrupted_bench_keeps_rows_and_resumes(tmp_path, sig):
     final = json.loads((out / "results.json").read_text())
     assert final["rows"][:3] == kept["rows"]
     assert [r["method"] for r in final["rows"]] == ["original", "retrain", "quick", "slow"]
+
+
+def test_diverging_unlearning_run_names_method_and_step_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from unlearnkit.cli import main
+
+    monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "t.toml").write_text('[task]\ndataset = "synthetic"\nmodel = "mlp"\n[train]\nepochs = 2\n')
+    assert main(["train", "--config", str(tmp_path / "t.toml"), "--out", str(tmp_path / "a.pt"), "--quiet"]) == 0
+    before = (tmp_path / "a.pt").read_bytes()
+    (tmp_path / "m.toml").write_text('[method]\nname = "example-head-reset"\nlr = 1e300\nepochs = 50\n')
+    capsys.readouterr()
+    code = main(["unlearn", "--checkpoint", str(tmp_path / "a.pt"), "--config", str(tmp_path / "m.toml"),
+                 "--forget", "random:0.1", "--out", str(tmp_path / "b.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "example-head-reset: loss became" in err and "at step" in err
+    assert not (tmp_path / "b.pt").exists()
+    assert (tmp_path / "a.pt").read_bytes() == before
