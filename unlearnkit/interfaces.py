@@ -28,7 +28,7 @@ class Unlearner(ABC):
       `forget` = D_f, `retain` = the accessible retain subset D̂_r (γ·|D_r| samples),
       `retain_full` = all of D_r, `train` = D_r ∪ D_f, `val` = held-out non-members. The task it
       receives is a view; reading an undeclared part raises `DataAccessError`. The test split is
-      never readable. Metadata (`num_classes`, `input_shape`, `train_recipe`, ...) always is.
+      never readable. Metadata (`num_classes`, `input_shape`, `recipe`, ...) always is.
     - Same config, seed, data and device give the same result on CPU.
     - Runs on `device` (default: where the model lives), CPU or CUDA.
     - A NaN or infinite loss raises `unlearnkit.DivergenceError` naming the method and step.

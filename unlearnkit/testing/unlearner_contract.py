@@ -20,10 +20,11 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from unlearnkit.errors import DataAccessError
 from unlearnkit.interfaces import TASK_PARTS, Unlearner
 from unlearnkit.registry import get_unlearner
 from unlearnkit.tasks import UnlearningTask
-from unlearnkit.testing import state_equal, trained_tiny_model
+from unlearnkit.testing import trained_tiny_model
 
 __all__ = [
     "CHECKS",
@@ -127,7 +128,10 @@ def check_reads_only_declared_parts(name: str) -> None:
     model, task = trained_tiny_model()
     unlearner = _unlearner(name)
     view = task.view(unlearner.reads, who=name)
-    _run(name, unlearner, model, view)
+    try:
+        _run(name, unlearner, model, view)
+    except DataAccessError as exc:
+        raise AssertionError(f"{name}: read beyond its declared reads {sorted(unlearner.reads)}: {exc}") from exc
     extra = set(view.accessed) - set(unlearner.reads)
     assert not extra, f"{name}: read {sorted(extra)} beyond its declared reads {sorted(unlearner.reads)}"
 

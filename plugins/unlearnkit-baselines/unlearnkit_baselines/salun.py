@@ -23,13 +23,14 @@ def saliency_mask(
     """The salient weights: a boolean mask per parameter name, true for the top `sparsity` fraction.
 
     Saliency is |Σ_batches ∇_θ(−CE(f_θ(x), y))| over D_f with its true labels, the model in eval
-    mode, ranked globally across all parameters (SalUn's `generate_mask.py`). Exactly
+    mode, ranked globally across all parameters (SalUn's `generate_mask.py`). Batches of
+    `batch_size` are taken in order [choice: the reference sums over a shuffled loader]. Exactly
     `int(sparsity · #weights)` entries are true.
     """
     was_training = model.training
     model.eval()
-    params = dict(model.named_parameters())
-    saliency = {name: torch.zeros_like(p) for name, p in params.items()}
+    saliency = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}  # frozen ones stay 0
     try:
         for x, y in uk.batches(forget, batch_size, device=device):
             loss = -F.cross_entropy(model(x), y)

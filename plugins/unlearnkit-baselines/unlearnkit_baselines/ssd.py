@@ -22,8 +22,8 @@ def importances(model: nn.Module, data: uk.ArrayDataset, *, batch_size: int, dev
     """
     was_training = model.training
     model.eval()
-    params = dict(model.named_parameters())
-    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    total = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}  # frozen ones stay 0
     n = 0
     try:
         for x, y in uk.batches(data, batch_size, device=device):
