@@ -109,12 +109,15 @@ def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return true - z.masked_fill(is_label, -math.inf).max(dim=-1).values
 
 
-def sorted_probs(logits: torch.Tensor) -> torch.Tensor:
-    """The probability vector sorted in decreasing order (label-free); shape `(n, C)`."""
-    return probabilities(logits).sort(dim=-1, descending=True).values
+def sorted_probs(logits: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """The probability vector (or, with `log`, the log-probabilities) sorted in decreasing
+    order, label-free; shape `(n, C)`."""
+    p = log_probs(logits) if log else probabilities(logits)
+    return p.sort(dim=-1, descending=True).values
 
 
-def probs_with_label(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The probability vector followed by the one-hot true label; shape `(n, 2C)`."""
-    p = probabilities(logits)
+def probs_with_label(logits: torch.Tensor, labels: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """The probability vector (or, with `log`, the log-probabilities) followed by the one-hot
+    true label; shape `(n, 2C)`."""
+    p = log_probs(logits) if log else probabilities(logits)
     return torch.cat([p, F.one_hot(labels.long(), logits.shape[-1]).to(p.dtype)], dim=-1)

@@ -44,8 +44,12 @@ class MiLogRegConfig:
 
 @config_class
 class MiMlpConfig:
-    """An MLP with ReLU hidden layers of the `hidden` widths, trained like `MiLogRegConfig`."""
+    """An MLP with SiLU hidden layers of the `hidden` widths, trained like `MiLogRegConfig`.
 
+    `inputs`: "log-prob" feeds the log-probabilities, "prob" the probabilities themselves.
+    """
+
+    inputs: str = attrs.field(default="log-prob", validator=one_of("log-prob", "prob"))
     hidden: tuple[int, ...] = attrs.field(default=(64, 64), validator=attrs.validators.deep_iterable(positive))
     steps: int = attrs.field(default=300, validator=positive)
     lr: float = attrs.field(default=0.01, validator=positive)
@@ -67,9 +71,11 @@ class _Standardize(nn.Module):
 
 
 def _mlp(dim: int, hidden: tuple[int, ...]) -> nn.Module:
+    # [choice] SiLU, not ReLU: smooth, so LTU's second-order meta-gradient sees the model's
+    # curvature, and no input region where every unit is off and the gradient is exactly zero.
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [nn.Linear(dim, width), nn.ReLU()]
+        layers += [nn.Linear(dim, width), nn.SiLU()]
         dim = width
     return nn.Sequential(*layers, nn.Linear(dim, 1))
 
@@ -137,6 +143,7 @@ class NeuralMIAttack(MembershipAttack):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         self.model = model.eval().requires_grad_(False)
         return self
 
@@ -178,20 +185,27 @@ class MiLogReg(NeuralMIAttack):
 
 
 class MiMlpSorted(NeuralMIAttack):
-    """An MLP on the probability vector sorted in decreasing order (label-free)."""
+    """An MLP on the probability vector sorted in decreasing order (label-free).
+
+    [choice] By default it reads the vector in log space (`inputs="log-prob"`), which carries
+    the same information: probabilities saturate, so on a confident model (members *and* most
+    non-members near p = 1) their gradients vanish and less confident outputs land far outside
+    the fitted range, where the model saturates too; log-probabilities keep both in hand.
+    """
 
     def features(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return feat.sorted_probs(logits)
+        return feat.sorted_probs(logits, log=self.config.inputs == "log-prob")
 
     def build_net(self, dim: int) -> nn.Module:
         return _mlp(dim, tuple(self.config.hidden))
 
 
 class MiMlpLabel(NeuralMIAttack):
-    """An MLP on the probability vector concatenated with the one-hot true label."""
+    """An MLP on the probability vector concatenated with the one-hot true label (the vector
+    in log space by default, as for `MiMlpSorted`)."""
 
     def features(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return feat.probs_with_label(logits, labels)
+        return feat.probs_with_label(logits, labels, log=self.config.inputs == "log-prob")
 
     def build_net(self, dim: int) -> nn.Module:
         return _mlp(dim, tuple(self.config.hidden))
