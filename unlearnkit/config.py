@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import attrs
 import cattrs
@@ -57,6 +58,23 @@ converter.register_structure_hook(int, _strict_int)
 converter.register_structure_hook(float, _strict_float)
 converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(bool, _strict_bool)
+_sequences = converter.copy()  # cattrs' own list/tuple structuring, with the strict scalars
+
+
+def _no_string_sequences(type_: Any) -> Callable[[Any, Any], Any]:
+    """cattrs would split "main" into ['m', 'a', 'i', 'n'] for a list field: refuse non-lists."""
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {value!r}")
+        return _sequences.structure(value, type_)
+
+    return structure
+
+
+converter.register_structure_hook_factory(
+    lambda t: typing.get_origin(t) in (list, tuple) or t in (list, tuple), _no_string_sequences
+)
 _FIELD = "\x00"
 
 

@@ -72,20 +72,7 @@ def load_run_config(path: Optional[str]) -> RunConfig:
         return RunConfig()
     data = load_toml(path)  # its errors name the file already
     try:
-        _check_lists(data)
         return structure_config(RunConfig, data, path="$")
     except ConfigError as exc:  # name the file once: `run.toml: $.task: unknown key(s) 'foo'`
         raise ConfigError([f"{path}: {exc.errors[0]}", *exc.errors[1:]]) from None
 
-
-LIST_FIELDS = {"bench": ("forget", "seeds", "tables", "methods")}
-
-
-def _check_lists(data: dict[str, Any]) -> None:
-    """Refuse a string where a list belongs (structuring would split it into characters)."""
-    for section, fields in LIST_FIELDS.items():
-        table = data.get(section)
-        if isinstance(table, dict):
-            for field in fields:
-                if isinstance(table.get(field), str):
-                    raise ConfigError([f"$.{section}.{field}: expected a list, got the string {table[field]!r}"])
