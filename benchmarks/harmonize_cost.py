@@ -1,6 +1,6 @@
 """Cost of LTU's gradient harmonization (eq. 12) next to a plain sum, on ResNet-18-sized gradients.
 
-    python benchmarks/harmonize_cost.py [--repeats 50] [--device cpu|cuda]
+    python benchmarks/harmonize_cost.py [--repeats 50] [--device cpu|cuda] [--threads N]
 
 Builds one remember and one forget gradient per parameter of `resnet18` for 3x32x32 inputs
 and 10 classes (11.2 M parameters), made to conflict so the projection runs, and times
@@ -48,9 +48,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=50, help="timed calls of each operation (default 50)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")

@@ -143,18 +143,34 @@ def test_a_zero_gradient_leaves_the_other_unchanged(name, protect):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("tiny", [1e-30, 1e-40])
-def test_a_tiny_remember_gradient_is_still_protected(dtype, tiny):
-    """No underflow shortcut: a 1e-30 g_r is projected out exactly as a unit one would be."""
+@pytest.mark.parametrize("protect", ["remember", "forget"])
+def test_a_tiny_protected_gradient_is_still_protected(dtype, tiny, protect):
+    """No underflow shortcut: a 1e-30 protected gradient is projected out exactly as a unit one would be."""
     remember, forget = conflicting(1)
-    small = [(tiny * r).to(dtype) for r in remember]
-    forget = [f.to(dtype) for f in forget]
-    out = uk.get_combiner("harmonize").combine(small, forget)
+    remember, forget = [r.to(dtype) for r in remember], [f.to(dtype) for f in forget]
+    if protect == "remember":
+        remember = [(tiny * r.double()).to(dtype) for r in remember]
+    else:
+        forget = [(tiny * f.double()).to(dtype) for f in forget]
+    out = uk.get_combiner("harmonize", protect=protect).combine(remember, forget)
     assert all(torch.isfinite(o).all() for o in out)
-    expected = reference(small, forget, "remember")
+    expected = reference(remember, forget, protect)
     torch.testing.assert_close(flat(out), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
-    forget_part = flat(out) - flat(small)
-    cosine = float(forget_part @ flat(small)) / (float(forget_part.norm()) * float(flat(small).norm()))
+    kept, other = (remember, forget) if protect == "remember" else (forget, remember)
+    other_part = flat(out) - flat(kept)
+    cosine = float(other_part @ flat(kept)) / (float(other_part.norm()) * float(flat(kept).norm()))
     assert abs(cosine) < 1e-4
+
+
+def test_dot_products_stay_accurate_for_large_tiny_gradients():
+    """Many elements at 1e-24: every float32 product underflows to 0, the exact fallback keeps the projection."""
+    g = torch.Generator().manual_seed(6)
+    r = torch.randn(300_000, generator=g, dtype=torch.float64)
+    f = -r + 0.5 * torch.randn(300_000, generator=g, dtype=torch.float64)
+    remember, forget = [(1e-24 * r).float()], [(1e-24 * f).float()]
+    out = uk.get_combiner("harmonize").combine(remember, forget)
+    expected = reference(remember, forget, "remember")
+    torch.testing.assert_close(flat(out), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

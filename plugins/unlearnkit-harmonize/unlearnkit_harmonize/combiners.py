@@ -75,12 +75,13 @@ class Harmonize(GradientCombiner):
     def combine(self, g_remember: Sequence[torch.Tensor], g_forget: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """g_r + g_f with the protected gradient's conflicting component removed from the other."""
         remember, forget = check_gradients(g_remember, g_forget)
-        if self.config.protect == "both":
+        protect = self.config.protect
+        if protect == "both":
             return _pcgrad(remember, forget)
-        d = dots(remember, forget)
+        d = dots(remember, forget, rr=protect == "remember", ff=protect == "forget")
         if not d.conflict:
             return _sum(remember, forget)
-        if self.config.protect == "remember":
+        if protect == "remember":
             # eq. 12: g_r + g_f − (g_f·g_r/‖g_r‖²) g_r  =  g_f + (1 − g_f·g_r/‖g_r‖²) g_r
             alpha = 1.0 - d.ratio_onto_remember()
             return [axpy(f, r, alpha) for r, f in zip(remember, forget)]

@@ -1,10 +1,12 @@
 """Lists of parameter-shaped tensors treated as one flattened vector: checks, dot products, axpy.
 
-Nothing is concatenated: every operation runs per tensor and only the three scalar dot
-products are reduced across tensors. Dot products are accumulated in float32 (float64 for
-float64 inputs) with one host synchronisation per call; when a norm falls outside the range
-where float32 products neither underflow nor overflow (tiny, huge or zero vectors), they are
-recomputed exactly in float64 after scaling each vector by a power of two.
+No large tensor is copied into a flat vector: dot products run per tensor (the many small
+tensors, such as biases and norm layers, share one concatenated product) and only the scalar
+results are reduced across tensors, in float64, with one host synchronisation per call.
+Products are accumulated in float32 (float64 for float64 inputs; float16/bfloat16 inputs are
+upcast). When a result falls outside the band where flushed or overflowing float32 products
+could matter (zero, tiny or huge vectors), the dot products are recomputed exactly in float64
+after scaling each vector by a power of two.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from unlearnkit import UsageError
 
 #: Dtypes computed in float32 (their products would lose range or precision).
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+#: Tensors with fewer elements than this share one concatenated dot product.
+_SMALL = 1 << 16
 
 
 def check_gradients(g_remember: Sequence[torch.Tensor], g_forget: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -48,12 +52,13 @@ class Dots:
     """g_r·g_f, ‖g_r‖², ‖g_f‖² of two flattened vectors, as `value · 2**(exponent)`.
 
     `rf = rf_hat · 2**(er + ef)`, `rr = rr_hat · 2**(2 er)`, `ff = ff_hat · 2**(2 ef)`; the
-    exponents are 0 unless the vectors had to be rescaled to stay in range.
+    exponents are 0 unless the vectors had to be rescaled to stay in range. A squared norm
+    that was not asked for is None.
     """
 
     rf_hat: float
-    rr_hat: float
-    ff_hat: float
+    rr_hat: float | None
+    ff_hat: float | None
     er: int = 0
     ef: int = 0
 
@@ -71,7 +76,9 @@ class Dots:
         return _ratio(self.rf_hat, self.ff_hat, self.er - self.ef)
 
 
-def _ratio(num: float, den: float, exponent: int) -> float:
+def _ratio(num: float, den: float | None, exponent: int) -> float:
+    if den is None:
+        raise ValueError("this squared norm was not computed; ask dots() for it")
     if den <= 0 or not math.isfinite(den) or not math.isfinite(num):
         return 0.0  # a zero (or non-finite) vector is never projected onto
     try:
@@ -80,28 +87,46 @@ def _ratio(num: float, den: float, exponent: int) -> float:
         return math.copysign(math.inf, num)
 
 
-def dots(remember: list[torch.Tensor], forget: list[torch.Tensor]) -> Dots:
-    """The global dot products of two checked gradient lists."""
+def dots(remember: list[torch.Tensor], forget: list[torch.Tensor], *, rr: bool = True, ff: bool = True) -> Dots:
+    """g_r·g_f of two checked gradient lists, with ‖g_r‖² if `rr` and ‖g_f‖² if `ff`.
+
+    The fast path is trusted when every computed quantity lies in a band where the rounding
+    of under- or overflowing products is negligible: at least n·tiny·1e6 (relative error
+    below 1e-6 from flushed products, n elements), at most max/100. Without both norms, g_r·g_f
+    itself must lie in that band. Otherwise everything is recomputed exactly.
+    """
     if not remember:
-        return Dots(0.0, 0.0, 0.0)
-    work = working_dtype(remember[0].dtype)
-    rf, rr, ff = _dots(remember, forget, upcast=remember[0].dtype in _LOW_PRECISION)
-    info = torch.finfo(work)
-    low, high = info.tiny * 1e8, info.max * 1e-2  # no product under- or overflows inside this band
-    if low <= rr <= high and low <= ff <= high:
-        return Dots(rf, rr, ff)
-    return _exact_dots(remember, forget)
+        return Dots(0.0, 0.0 if rr else None, 0.0 if ff else None)
+    info = torch.finfo(working_dtype(remember[0].dtype))
+    n = sum(t.numel() for t in remember)
+    low, high = info.tiny * max(n, 1) * 1e6, info.max * 1e-2
+    values = _dots(remember, forget, rr, ff, upcast=remember[0].dtype in _LOW_PRECISION)
+    rf, norms = values[0], [v for v in values[1:] if v is not None]
+    in_band = all(low <= v <= high for v in norms)
+    if in_band and (len(norms) == 2 or low <= abs(rf) <= high):
+        return Dots(*values)
+    exact = _exact_dots(remember, forget)
+    return Dots(exact.rf_hat, exact.rr_hat if rr else None, exact.ff_hat if ff else None, exact.er, exact.ef)
 
 
-def _dots(remember: list[torch.Tensor], forget: list[torch.Tensor], upcast: bool) -> tuple[float, float, float]:
-    per_tensor = []
-    for r, f in zip(remember, forget):
-        r, f = r.reshape(-1), f.reshape(-1)
+def _dots(remember: list[torch.Tensor], forget: list[torch.Tensor], rr: bool, ff: bool, upcast: bool) -> tuple[float, float | None, float | None]:
+    pairs = [(r.reshape(-1), f.reshape(-1)) for r, f in zip(remember, forget)]
+    small = [(r, f) for r, f in pairs if r.numel() < _SMALL]
+    if len(small) > 1:  # one concatenated dot for the many small tensors (biases, norms): fewer dispatches
+        pairs = [(r, f) for r, f in pairs if r.numel() >= _SMALL]
+        pairs.append((torch.cat([r for r, _ in small]), torch.cat([f for _, f in small])))
+    products = []
+    for r, f in pairs:
         if upcast:
             r, f = r.float(), f.float()
-        per_tensor.append(torch.stack([torch.dot(r, f), torch.dot(r, r), torch.dot(f, f)]))
-    rf, rr, ff = torch.stack(per_tensor).to(torch.float64).sum(0).tolist()
-    return rf, rr, ff
+        products.append(torch.dot(r, f))
+        if rr:
+            products.append(torch.dot(r, r))
+        if ff:
+            products.append(torch.dot(f, f))
+    sums = torch.stack(products).to(torch.float64).view(len(pairs), -1).sum(0).tolist()
+    rf = sums.pop(0)
+    return rf, sums.pop(0) if rr else None, sums.pop(0) if ff else None
 
 
 def _exponent(tensors: list[torch.Tensor]) -> int | None:

@@ -82,9 +82,9 @@ class _PoolSampler(Sampler):
         """Remember the pool (and cache what the sampler compares about it)."""
         if len(pool_x) != len(pool_y):
             raise uk.UsageError(f"{self.name}: pool_x has {len(pool_x)} samples but pool_y has {len(pool_y)}")
-        self._size = len(pool_x)
-        self._pool_device = pool_x.device
+        self._size = None  # unprepared until the caches below are built
         self._prepare(pool_x, pool_y, model)
+        self._size, self._pool_device = len(pool_x), pool_x.device
 
     def _prepare(self, pool_x: torch.Tensor, pool_y: torch.Tensor, model: nn.Module | None) -> None:
         pass
