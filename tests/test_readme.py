@@ -21,3 +21,13 @@ def test_every_plugin_folder_is_installed_by_ci():
     ci = (ROOT / ".ci/run").read_text()
     for folder in sorted((ROOT / "plugins").glob("unlearnkit-*")):
         assert f"./plugins/{folder.name}" in ci
+
+
+def test_the_30_second_example_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(tmp_path))
+    text = (ROOT / "README.md").read_text()
+    code = text.split("## In 30 seconds\n```python\n", 1)[1].split("```", 1)[0]
+    printed = []
+    exec(compile(code, "README.md", "exec"), {"print": printed.append})
+    (metrics,) = printed
+    assert set(metrics) == {"UA", "RA", "TA", "MIA"}
