@@ -2,19 +2,24 @@
 
 "Same batch size" here means: the plain step is forward + cross-entropy + backward + SGD
 (momentum) update on a batch of B samples; the LTU iteration is `LtuRun.iteration()` (exactly
-what the `ltu` unlearner runs T times) with a forget batch of B samples (the support set of
-the remembering feedback and the forget half of the audit set), a retained batch of B (the
-audit set's other half) and query sets of n_q = B samples per sampler (3·B for the three
-default samplers). Everything else is LTU's default configuration (second order,
+what the `ltu` unlearner runs T times) in which every phase sees B samples, as in LTU's
+defaults (B = 64): the support set is the forget batch of B, the three query sets hold
+n_q = B // 3 each, and the audit set B // 2 forget plus B // 2 retained samples. Everything else is LTU's default configuration (second order,
 `harmonize`, the three samplers and the three-model MI bank); "first order" sets
 `first_order=True`. The set-up (bank fitting, sampler caches) is built once and not timed.
+
+By sample count an LTU iteration does forward+backward passes over B (inner step of the
+remembering feedback) + B (query sets, at θ') + B + B (audit set at θ and at θ''), plus two
+sampler forwards of the original model on B and, in second order, two Hessian-vector
+products: about 4.5× a plain step in first order and 6-7× in second order, whatever the
+implementation.
 
 Timings are medians over `--repeats` rounds after `--warmup` rounds; the three variants
 are timed round-robin inside each round so that a change in machine load hits all alike.
 Models: CNN1D (untrained, seeded) on the mnist1d task (10% random forgetting, γ = 0.3), and
 with `--resnet` also ResNet-18 on random 32×32 RGB inputs (timing does not depend on the
 weights or the data). The last line printed is a JSON object with `full_ratio` and
-`first_order_ratio` for CNN1D (and `resnet_*` keys with `--resnet`).
+`first_order_ratio` for CNN1D (and `resnet18_full_ratio`, `resnet18_first_order_ratio` with `--resnet`).
 
     python benchmarks/ltu_cost.py [--batch 64] [--repeats 30] [--resnet] [--device cuda] [--threads 1]
 
@@ -55,7 +60,7 @@ def plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call
 
 def ltu_iteration(model: torch.nn.Module, task: object, batch: int, device: torch.device, **overrides: object) -> Callable[[], None]:
     """`LtuRun.iteration` of a prepared LTU run with forget batch = query size per sampler = `batch`."""
-    ltu = uk.get_unlearner("ltu", forget_batch_size=batch, query_size=batch, **overrides)
+    ltu = uk.get_unlearner("ltu", forget_batch_size=batch, query_size=batch // 3, audit_size=batch // 2, **overrides)
     run = ltu.prepare(model, task, seed=0, device=device)
     return run.iteration
 

@@ -42,7 +42,7 @@ def test_custom_sampler_is_used_by_ltu_without_code_changes(doubles, tiny, regis
 
     def spy(self, support_x, support_y, k, generator):
         positions = real_sample(self, support_x, support_y, k, generator)
-        drawn.append((support_y.clone(), positions.clone()))
+        drawn.append((support_x.clone(), support_y.clone(), positions.clone()))
         return positions
 
     monkeypatch.setattr(example.SameClass, "sample", spy)
@@ -50,7 +50,11 @@ def test_custom_sampler_is_used_by_ltu_without_code_changes(doubles, tiny, regis
     ltu.unlearn(model, task)
     assert len(drawn) == ltu.config.iterations
     pool_y = task.retain.y
-    for support_y, positions in drawn:
+    for support_x, support_y, positions in drawn:
+        # the support is a batch of D_f with its true labels (not the random labels of L_tune)
+        match = (support_x.reshape(len(support_x), 1, -1) == task.forget.x.reshape(1, len(task.forget), -1)).all(-1)
+        assert (match.sum(1) == 1).all()
+        assert torch.equal(task.forget.y[match.float().argmax(1)], support_y)
         assert len(positions) == 8 and len(torch.unique(positions)) == 8
         assert torch.isin(pool_y[positions], support_y).all()  # enough same-class samples in the pool
     assert doubles.calls["test-random"]["sample"] == ltu.config.iterations

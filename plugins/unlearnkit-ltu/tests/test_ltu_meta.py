@@ -153,3 +153,18 @@ def test_feedback_leaves_parameters_and_their_grads_untouched():
     assert all(torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None for p in model.parameters())
     assert all(not g.requires_grad for g in _remember(model, *data, first_order=False))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def test_clip_norm_bounds_the_global_norm_and_keeps_direction():
+    from unlearnkit_ltu.meta import clip_norm
+
+    g = [torch.tensor([3.0, 0.0]), torch.tensor([[4.0]])]
+    clipped = clip_norm(g, 1.0)
+    torch.testing.assert_close(torch.cat([c.reshape(-1) for c in clipped]), torch.tensor([0.6, 0.0, 0.8]))
+    torch.testing.assert_close(clip_norm(g, 10.0), g)
+    assert clip_norm(g, 0.0) == g  # off
+    zero = clip_norm([torch.zeros(3)], 1.0)[0]
+    assert torch.isfinite(zero).all() and not zero.any()

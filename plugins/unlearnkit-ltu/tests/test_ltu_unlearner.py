@@ -28,7 +28,7 @@ def test_unlearn_returns_a_changed_new_model_and_leaves_the_input_alone(doubles,
     assert new is not model
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not state_equal(new, model)
-    assert new.training == model.training
+    assert not new.training
 
 
 def test_same_seed_same_model_other_seed_other_model(doubles, tiny):
@@ -50,7 +50,7 @@ def test_reads_only_forget_retain_and_val(doubles, tiny):
 
 def test_forgetting_the_forget_set_lowers_its_accuracy(doubles, tiny):
     model, task = tiny
-    new = uk.get_unlearner("ltu", doubles.config(iterations=40, lr=0.1)).unlearn(model, task)
+    new = uk.get_unlearner("ltu", doubles.config(iterations=40, lr=0.02)).unlearn(model, task)
     before, after = uk.evaluate(model, task, attack=None), uk.evaluate(new, task, attack=None)
     assert after["UA"] > before["UA"]
 
@@ -97,7 +97,7 @@ def test_run_with_batch_norm_keeps_running_statistics(doubles):
     for key in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
         assert torch.equal(new.state_dict()[key], model.state_dict()[key])
     assert not torch.equal(new.state_dict()["0.weight"], model.state_dict()["0.weight"])
-    assert new.training
+    assert not new.training
 
 
 @pytest.mark.parametrize(

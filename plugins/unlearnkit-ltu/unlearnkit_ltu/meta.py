@@ -160,6 +160,15 @@ def forgetting_feedback(
     return Feedback(_meta_gradient(params, tune_grads, test, beta), tune.detach(), test.detach())
 
 
+def clip_norm(gradient: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """`gradient` scaled down to a global L2 norm of at most `max_norm` (unchanged when 0)."""
+    if max_norm <= 0:
+        return list(gradient)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradient]))
+    scale = (max_norm / (norm + 1e-12)).clamp(max=1.0)
+    return [g * scale for g in gradient]
+
+
 def meta_update(optimizer: torch.optim.Optimizer, params: Params, gradient: Sequence[torch.Tensor]) -> None:
     """θ ← optimizer step along `gradient` (eq. 5 with the outer optimizer)."""
     for p, g in zip(params.values(), gradient):

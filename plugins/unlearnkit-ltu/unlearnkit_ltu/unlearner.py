@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 from torch import nn
@@ -60,7 +60,6 @@ class LtuRun:
     def __init__(self, config: LtuConfig, model: nn.Module, task: Any, *, seed: int, device: torch.device):
         cfg = self.config = config
         self.model, self.device, self.step = model, device, 0
-        self._was_training = model.training
         model.eval()  # BN on running statistics throughout (module docstring)
         self.params: meta.Params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.forward = meta.functional_forward(model, dict(model.named_buffers()))
@@ -70,7 +69,8 @@ class LtuRun:
         self.forget_x, self.forget_y = forget.x.to(device), forget.y.to(device)
         self.pool_x, self.pool_y = pool.x.to(device), pool.y.to(device)
         self.forget_batches = IndexStream(len(forget), cfg.forget_batch_size, stream(seed, "forget"))
-        self.retain_batches = IndexStream(len(pool), cfg.forget_batch_size, stream(seed, "retain"))
+        self.audit_size = min(cfg.audit_size, self.forget_batches.size)
+        self.retain_batches = IndexStream(len(pool), self.audit_size, stream(seed, "retain"))  # |B_r| = audit forget part
         self.label_generator = stream(seed, "labels")
         self.sampler_generator = stream(seed, "samplers")
         self.bank_generator = stream(seed, "bank")
@@ -135,6 +135,7 @@ class LtuRun:
     def forgetting_feedback(self, forget_x: torch.Tensor, forget_y: torch.Tensor) -> meta.Feedback:
         """g_f on the audit set B_f (non-members) ∪ B_r (members) with two different MI models."""
         cfg = self.config
+        forget_x, forget_y = forget_x[: self.audit_size], forget_y[: self.audit_size]
         retain = self.retain_batches.next().to(self.device)
         audit_x = torch.cat([forget_x, self.pool_x[retain]])
         audit_y = torch.cat([forget_y, self.pool_y[retain]])
@@ -150,34 +151,38 @@ class LtuRun:
         )
 
     def iteration(self) -> dict[str, float]:
-        """One LTU iteration: both feedbacks, harmonisation (eq. 12), the meta-update (eq. 5)."""
+        """One LTU iteration: both feedbacks, harmonisation (eq. 12), the meta-update (eq. 5).
+
+        Returns the iteration's losses (`remember_tune`, `remember_test`, `forget_tune`,
+        `forget_test`, those computed); raises `DivergenceError` before updating if one is not finite.
+        """
         forget = self.forget_batches.next().to(self.device)
         forget_x, forget_y = self.forget_x[forget], self.forget_y[forget]
-        losses: dict[str, float] = {}
+        losses: dict[str, torch.Tensor] = {}
         g_remember = g_forget = None
         if self.config.remember_feedback:
             remember = self.remembering_feedback(forget_x, forget_y)
-            losses.update(remember_tune=float(remember.tune_loss), remember_test=float(remember.test_loss))
-            uk.check_finite_loss(remember.tune_loss + remember.test_loss, WHO, self.step)
-            g_remember = remember.gradient
+            losses.update(remember_tune=remember.tune_loss, remember_test=remember.test_loss)
+            g_remember = meta.clip_norm(remember.gradient, self.config.max_grad_norm)
         if self.config.forget_feedback:
             forgetting = self.forgetting_feedback(forget_x, forget_y)
-            losses.update(forget_tune=float(forgetting.tune_loss), forget_test=float(forgetting.test_loss))
-            uk.check_finite_loss(forgetting.tune_loss + forgetting.test_loss, WHO, self.step)
-            g_forget = forgetting.gradient
+            losses.update(forget_tune=forgetting.tune_loss, forget_test=forgetting.test_loss)
+            g_forget = meta.clip_norm(forgetting.gradient, self.config.max_grad_norm)
+        values = torch.stack(list(losses.values())).tolist()  # one device sync per iteration
+        uk.check_finite_loss(torch.tensor(sum(values)), WHO, self.step)
         if self.combiner is not None:
             gradient = self.combiner.combine(g_remember, g_forget)  # eq. 12
         else:
             gradient = g_remember if g_remember is not None else g_forget
         meta.meta_update(self.optimizer, self.params, gradient)
         self.step += 1
-        return losses
+        return dict(zip(losses, values))
 
     def finish(self) -> nn.Module:
-        """The unlearned model, in the train/eval mode it arrived in."""
+        """The unlearned model, in eval mode, without gradients."""
         for p in self.params.values():
             p.grad = None
-        return self.model.train(self._was_training)
+        return self.model.eval()
 
 
 def log_odds(attack: MembershipAttack) -> meta.MembershipModel:
@@ -197,7 +202,14 @@ class LtuUnlearner(uk.Unlearner):
     """
 
     reads = frozenset({"forget", "retain", "val"})
+    default_retain_access = 0.3  # the paper's γ: LTU reads 30% of D_r
     config: LtuConfig
+    #: The contract suite runs LTU about ten times on a 400-sample task; a few iterations and
+    #: shorter bank fits check the same code paths at a fraction of the cost.
+    contract_config: ClassVar[dict[str, Any]] = {
+        "iterations": 3,
+        "bank_configs": {"mi-logreg": {"steps": 30}, "mi-mlp-sorted": {"steps": 30}, "mi-mlp-label": {"steps": 30}},
+    }
 
     def __init__(self, config: LtuConfig | None = None):
         super().__init__(config or LtuConfig())
