@@ -6,6 +6,12 @@ comprehension: no model copy per step. With `first_order=False` the inner gradie
 graph (`create_graph=True`) and the meta-gradient holds the second-order term, as in MAML;
 with `first_order=True` the inner gradient is detached (first-order MAML).
 
+Data parallelism: with `test_part` (this rank's positions in the query or audit set) and
+`reduce` (an in-place sum across ranks), the inner step runs on the whole support or audit set
+on every rank — it defines θ' and θ'' — while each rank takes the meta-test loss on its part
+only, weighted so that the parts sum to the whole loss; `reduce` sums the meta-test gradients
+before they join the (identical) inner-step gradient. The result equals one process's.
+
 Equation numbers refer to the paper (arXiv 2407.10494).
 """
 
@@ -19,6 +25,7 @@ from torch import nn
 from torch.func import functional_call
 
 Params = dict[str, torch.Tensor]
+Reduce = Callable[[list[torch.Tensor]], None]
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
 MembershipModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> log-odds of membership
 
@@ -54,37 +61,43 @@ def meta_tune(
     return loss, list(grads), fast
 
 
-def query_loss(logits: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-    """Σ_j CE(Q_j): the mean cross-entropy of each query set (consecutive `sizes`), summed."""
-    per_sample = F.cross_entropy(logits, labels, reduction="none")
-    return sum(part.mean() for part in per_sample.split(list(sizes)))  # eq. 3, summed over j
+def query_weights(sizes: Sequence[int], device: torch.device) -> torch.Tensor:
+    """1 / |Q_j| for every sample of query set j: a weighted sum is then Σ_j mean over Q_j."""
+    return torch.cat([torch.full((n,), 1.0 / n, device=device) for n in sizes])
+
+
+def query_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_j CE(Q_j): each query set's mean cross-entropy, summed, as Σ_i w_i CE_i."""
+    return (weights * F.cross_entropy(logits, labels, reduction="none")).sum()  # eq. 3, summed over j
 
 
 def meta_test(
-    forward: Forward, fast: Params, query_x: torch.Tensor, query_y: torch.Tensor, sizes: Sequence[int]
+    forward: Forward, fast: Params, query_x: torch.Tensor, query_y: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """L_test(θ') = Σ_j CE(f_θ'(Q_j)), all query sets in one batched forward."""
-    return query_loss(forward(fast, query_x), query_y, sizes)  # eq. 3
+    return query_loss(forward(fast, query_x), query_y, weights)  # eq. 3
 
 
-def membership_loss(log_odds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def membership_loss(log_odds: torch.Tensor, targets: torch.Tensor, total: int | None = None) -> torch.Tensor:
     """BCE between an MI model's P(member) = sigmoid(log_odds) and the audit targets (0 = forget, 1 = remain).
 
+    Averaged over `total` samples (default: these), so parts of an audit set sum to its mean.
     Computed from the log-odds, so it neither saturates nor divides by p(1 − p) when the MI
     model is certain (BCE on probabilities gives NaN second derivatives there).
     """
-    return F.binary_cross_entropy_with_logits(log_odds, targets.to(log_odds.dtype))  # eq. 11
+    bce = F.binary_cross_entropy_with_logits(log_odds, targets.to(log_odds.dtype), reduction="sum")
+    return bce / (total if total is not None else len(targets))  # eq. 11
 
 
 def _meta_gradient(
-    params: Params, tune_grads: Sequence[torch.Tensor], test_loss: torch.Tensor, beta: float
+    params: Params, tune_grads: Sequence[torch.Tensor], test_loss: torch.Tensor, beta: float, reduce: Reduce | None = None
 ) -> list[torch.Tensor]:
     """∇_θ [L_tune(θ) + β L_test(θ')] from ∇L_tune (already computed) and a backward of β L_test."""
     test_grads = torch.autograd.grad(beta * test_loss, tuple(params.values()), allow_unused=True)
-    return [
-        g_tune.detach() + (g_test if g_test is not None else torch.zeros_like(g_tune))
-        for g_tune, g_test in zip(tune_grads, test_grads)
-    ]  # eq. 4
+    test_grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(test_grads, tune_grads)]
+    if reduce is not None:
+        reduce(test_grads)  # the parts of the meta-test loss, summed across ranks
+    return [g_tune.detach() + g_test for g_tune, g_test in zip(tune_grads, test_grads)]  # eq. 4
 
 
 def remembering_feedback(
@@ -100,28 +113,31 @@ def remembering_feedback(
     beta: float = 1.0,
     first_order: bool = False,
     meta_opt: bool = True,
+    test_part: torch.Tensor | None = None,
+    reduce: Reduce | None = None,
 ) -> Feedback:
     """g_r = ∇_θ [CE(f_θ(S_r)) + β Σ_j CE(f_θ'(Q_j))], θ' = θ − α ∇CE(f_θ(S_r)).
 
     `support_y` are the random labels ỹ of the support set (eq. 6); the query sets are
     concatenated in `query_x`/`query_y` with sizes `query_sizes` (eq. 7). Without
     meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'), from one
-    forward over support and queries together.
+    forward over support and queries together. `test_part`, `reduce`: see the module docstring.
     """
+    weights = query_weights(query_sizes, query_x.device)
+    if test_part is not None:
+        query_x, query_y, weights = query_x[test_part], query_y[test_part], weights[test_part]
     if not meta_opt:
-        logits = forward(params, torch.cat([support_x, query_x]))
-        n = len(support_x)
-        tune = F.cross_entropy(logits[:n], support_y)  # eq. 1
-        test = query_loss(logits[n:], query_y, query_sizes)
-        grads = torch.autograd.grad(tune + beta * test, tuple(params.values()))
-        return Feedback(list(grads), tune.detach(), test.detach())
+        tune = F.cross_entropy(forward(params, support_x), support_y)  # eq. 1
+        test = query_loss(forward(params, query_x), query_y, weights)
+        tune_grads = torch.autograd.grad(tune, tuple(params.values()))
+        return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
 
     def tune_loss(p: Params) -> torch.Tensor:
         return F.cross_entropy(forward(p, support_x), support_y)
 
     tune, tune_grads, fast = meta_tune(params, tune_loss, inner_lr, first_order=first_order)
-    test = meta_test(forward, fast, query_x, query_y, query_sizes)
-    return Feedback(_meta_gradient(params, tune_grads, test, beta), tune.detach(), test.detach())
+    test = meta_test(forward, fast, query_x, query_y, weights)
+    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
 
 
 def forgetting_feedback(
@@ -137,27 +153,34 @@ def forgetting_feedback(
     beta: float = 1.0,
     first_order: bool = False,
     meta_opt: bool = True,
+    test_part: torch.Tensor | None = None,
+    reduce: Reduce | None = None,
 ) -> Feedback:
     """g_f = ∇_θ [BCE(M_s(f_θ(A))) + β BCE(M_q(f_θ''(A)))], θ'' = θ − α ∇BCE(M_s(f_θ(A))).
 
     The audit set A holds inputs `audit_x`, their true labels `audit_y` (what the MI models
     read besides the logits) and targets `audit_targets` (0 for forget samples, 1 for remaining
     ones). `support_model` and `query_model` map (logits, labels) to membership log-odds.
-    Without meta-optimisation both MI losses are taken at θ from one forward.
+    Without meta-optimisation both MI losses are taken at θ. `test_part`, `reduce`: see the
+    module docstring.
     """
-    if not meta_opt:
-        logits = forward(params, audit_x)
-        tune = membership_loss(support_model(logits, audit_y), audit_targets)  # eq. 11
-        test = membership_loss(query_model(logits, audit_y), audit_targets)
-        grads = torch.autograd.grad(tune + beta * test, tuple(params.values()))
-        return Feedback(list(grads), tune.detach(), test.detach())
+    total = len(audit_targets)
+    test_x, test_y, test_targets = (
+        (audit_x, audit_y, audit_targets) if test_part is None else (audit_x[test_part], audit_y[test_part], audit_targets[test_part])
+    )
 
     def tune_loss(p: Params) -> torch.Tensor:
         return membership_loss(support_model(forward(p, audit_x), audit_y), audit_targets)  # eq. 11
 
+    if not meta_opt:
+        tune = tune_loss(params)
+        test = membership_loss(query_model(forward(params, test_x), test_y), test_targets, total)
+        tune_grads = torch.autograd.grad(tune, tuple(params.values()))
+        return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
+
     tune, tune_grads, fast = meta_tune(params, tune_loss, inner_lr, first_order=first_order)
-    test = membership_loss(query_model(forward(fast, audit_x), audit_y), audit_targets)  # eq. 3 with M_q
-    return Feedback(_meta_gradient(params, tune_grads, test, beta), tune.detach(), test.detach())
+    test = membership_loss(query_model(forward(fast, test_x), test_y), test_targets, total)  # eq. 3 with M_q
+    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
 
 
 def clip_norm(gradient: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:

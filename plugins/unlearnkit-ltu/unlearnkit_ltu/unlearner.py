@@ -3,6 +3,11 @@
 `LtuUnlearner.run` is `LtuUnlearner.prepare(...)` followed by `LtuRun.iteration()` T times;
 `prepare` and `iteration` are public so that a benchmark times exactly what `run` does.
 
+Under torchrun every rank draws the same batches, labels, query sets and bank models (the
+same seeded streams), runs the inner steps on the whole support and audit sets, and takes
+the meta-test losses on its share only; the meta-test gradients are summed across ranks
+before harmonization, so every rank applies the global update (see `unlearnkit_ltu.meta`).
+
 Batch normalisation **[choice]**: the whole run keeps the model in eval mode, so every forward
 of the meta-optimisation (at θ, θ' and θ'') uses the running statistics held in the buffers,
 which never change. The inner step is then a pure function of θ, a batch's logits do not
@@ -22,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import unlearnkit as uk
-from unlearnkit import MembershipAttack, Sampler, UsageError
+from unlearnkit import MembershipAttack, Sampler, UsageError, distributed
 
 from unlearnkit_ltu import meta
 from unlearnkit_ltu.config import LtuConfig
@@ -130,6 +135,7 @@ class LtuRun:
             self.forward, self.params, forget_x, random_labels.to(self.device),
             self.pool_x[queries], self.pool_y[queries], [len(p) for p in positions],
             inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
+            **self._sharding(len(queries)),
         )
 
     def forgetting_feedback(self, forget_x: torch.Tensor, forget_y: torch.Tensor) -> meta.Feedback:
@@ -148,7 +154,14 @@ class LtuRun:
             self.forward, self.params, audit_x, audit_y, targets,
             log_odds(self.bank[s]), log_odds(self.bank[q]),
             inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
+            **self._sharding(len(targets)),
         )
+
+    def _sharding(self, n: int) -> dict[str, Any]:
+        """Under torchrun: this rank's part of a meta-test set of `n` samples, and the gradient sum."""
+        if distributed.world_size() == 1:
+            return {}
+        return {"test_part": distributed.shard(torch.arange(n, device=self.device)), "reduce": distributed.all_reduce_sum_}
 
     def iteration(self) -> dict[str, float]:
         """One LTU iteration: both feedbacks, harmonisation (eq. 12), the meta-update (eq. 5).
