@@ -222,6 +222,8 @@ class Bench:
                 "choose another --out to keep both"
             )
         self.rows = rows
+        for key in ("split_hashes", "train_seconds"):  # of the settings finished before
+            self.manifest[key].update(previous["manifest"].get(key, {}))
         return len(rows)
 
     def _row_key(self, row: dict[str, Any]) -> tuple:
@@ -302,10 +304,11 @@ class Bench:
         key = (forget, seed)
         if key not in self._gold:
             task = self.task(forget, seed)
-            original, _ = self.original(task, seed)
+            original, original_seconds = self.original(task, seed)
             gold, gold_seconds = self.gold(task, seed)
             gold_metrics = evaluate(gold, task, self.settings.attack, seed=seed, device=self.device)
             self.manifest["split_hashes"][f"{forget}/seed{seed}"] = task.split_hashes()
+            self.manifest["train_seconds"][f"{forget}/seed{seed}"] = {"original": original_seconds, "retrain": gold_seconds}
             self._gold[key] = (original, gold, gold_seconds, gold_metrics)
         return self._gold[key]
 
@@ -321,12 +324,14 @@ class Bench:
             start = time.perf_counter()
             model = unlearner.unlearn(original, task, seed=job.seed, device=self.device, progress=not self.quiet)
             seconds = time.perf_counter() - start
+        start = time.perf_counter()
         metrics = dict(gold_metrics) if model is gold else evaluate(model, task, self.settings.attack, seed=job.seed, device=self.device)
+        eval_seconds = time.perf_counter() - start
         return {
             "table": job.table, "method": job.spec.label, "name": job.spec.name, "config": job.spec.config,
             "dataset": self.settings.dataset, "model": self.settings.model, "forget": job.forget,
             "retain_access": job.retain_access, "seed": job.seed, **metrics, "UT_s": seconds,
-            "gap": gap(metrics, gold_metrics),
+            "gap": gap(metrics, gold_metrics), "eval_s": eval_seconds,
         }
 
     def _manifest(self) -> dict[str, Any]:
@@ -340,7 +345,7 @@ class Bench:
             "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "versions": versions(),
             "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device),
             "effective_batch_size": task_recipe["batch_size"], "world_size": distributed.world_size(), "git": git_revision(),
-            "split_hashes": {},
+            "split_hashes": {}, "train_seconds": {},
         }
 
 
