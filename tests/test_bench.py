@@ -97,3 +97,27 @@ def test_bench_end_to_end_with_a_third_party_method(tmp_path):
     assert again.load_previous() == 6
     assert again.run()["rows"] == results["rows"]  # nothing recomputed
     assert json.loads((tmp_path / "results.json").read_text())["manifest"]["split_hashes"] == saved["manifest"]["split_hashes"]
+
+
+def test_a_diverging_method_is_recorded_and_the_bench_goes_on():
+    rows = [_row("ft", 0, 1.0), _row("ga", 0, 2.0)]
+    rows.append({**{k: rows[1][k] for k in ("table", "method", "name", "forget", "retain_access")}, "seed": 1,
+                 "error": "ga: loss became nan at step 50; lower the learning rate", "UT_s": 0.4})
+    rows.append({**rows[2], "method": "boom", "name": "boom", "seed": 0})
+    summary = {e["method"]: e for e in report.summarize(rows)}
+    assert summary["ga"]["n_seeds"] == 1 and summary["ga"]["failed"][0]["seed"] == 1
+    results = {"manifest": {"dataset": "d", "model": "m", "seeds": [0, 1], "attack": "a", "device": "cpu"},
+               "summary": list(summary.values()), "comparisons": report.compare(rows)}
+    text = report.markdown(results)
+    assert "| ga (failed on 1 seed(s)) | 1 | 5.00 (2.00) |" in text
+    assert "| boom | 1 | failed on seed(s) 0: ga: loss became nan at step 50" in text
+
+
+def test_bench_records_divergence_as_a_row(tmp_path):
+    settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "attack": None, "train": {"epochs": 2},
+                              "methods": [{"name": "example-head-reset", "label": "diverges", "lr": 1e37, "epochs": 20},
+                                          {"name": "example-head-reset", "label": "fine"}]})
+    rows = bench.Bench(settings, tmp_path, quiet=True).run()["rows"]
+    assert [r["method"] for r in rows] == ["original", "retrain", "diverges", "fine"]
+    assert "loss became" in rows[2]["error"] and "UA" not in rows[2]
+    assert "UA" in rows[3]

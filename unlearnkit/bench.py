@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from unlearnkit import distributed, report
 from unlearnkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from unlearnkit.config import config_hash, structure_config, unstructure_config
-from unlearnkit.errors import ConfigError, UsageError
+from unlearnkit.errors import ConfigError, DivergenceError, UsageError
 from unlearnkit.evaluation import evaluate, gap
 from unlearnkit.plugins import registry
 from unlearnkit.registry import build_model, get_unlearner, make_config
@@ -322,16 +322,21 @@ class Bench:
         else:
             unlearner = get_unlearner(job.spec.name, job.spec.config)
             start = time.perf_counter()
-            model = unlearner.unlearn(original, task, seed=job.seed, device=self.device, progress=not self.quiet)
+            try:
+                model = unlearner.unlearn(original, task, seed=job.seed, device=self.device, progress=not self.quiet)
+            except DivergenceError as exc:  # a result too: recorded, and the bench goes on
+                return {**self._row_head(job), "error": str(exc), "UT_s": time.perf_counter() - start}
             seconds = time.perf_counter() - start
         start = time.perf_counter()
         metrics = dict(gold_metrics) if model is gold else evaluate(model, task, self.settings.attack, seed=job.seed, device=self.device)
         eval_seconds = time.perf_counter() - start
+        return {**self._row_head(job), **metrics, "UT_s": seconds, "gap": gap(metrics, gold_metrics), "eval_s": eval_seconds}
+
+    def _row_head(self, job: Job) -> dict[str, Any]:
         return {
             "table": job.table, "method": job.spec.label, "name": job.spec.name, "config": job.spec.config,
             "dataset": self.settings.dataset, "model": self.settings.model, "forget": job.forget,
-            "retain_access": job.retain_access, "seed": job.seed, **metrics, "UT_s": seconds,
-            "gap": gap(metrics, gold_metrics), "eval_s": eval_seconds,
+            "retain_access": job.retain_access, "seed": job.seed,
         }
 
     def _manifest(self) -> dict[str, Any]:

@@ -26,9 +26,14 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["table"], row["method"], setting_of(row), row["retain_access"])].append(row)
+    failures = {key: [r for r in members if "error" in r] for key, members in groups.items()}
+    groups = {key: [r for r in members if "error" not in r] for key, members in groups.items()}
     out = []
     for (table, method, setting, gamma), members in groups.items():
         entry: dict[str, Any] = {"table": table, "method": method, "setting": setting, "retain_access": gamma, "n_seeds": len(members)}
+        failed = failures[(table, method, setting, gamma)]
+        if failed:  # e.g. a diverging loss: the seeds and why
+            entry["failed"] = [{"seed": r["seed"], "error": r["error"]} for r in failed]
         for key in (*METRICS, "UT_s"):
             values = [r[key] for r in members if r.get(key) is not None]
             if values:
@@ -51,7 +56,7 @@ def compare(rows: Iterable[dict[str, Any]], reference: str = REFERENCE) -> list[
 
     by_key: dict[tuple, dict[int, float]] = defaultdict(dict)
     for row in rows:
-        if row.get("name") not in ("original", "retrain") and "avg" in row.get("gap", {}):
+        if row.get("name") not in ("original", "retrain") and "avg" in row.get("gap", {}):  # failed rows have no gap
             by_key[(row["table"], setting_of(row), row["method"])][row["seed"]] = row["gap"]["avg"]
     out = []
     for (table, setting, method), gaps in sorted(by_key.items()):
@@ -105,11 +110,16 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["", f"## {TABLE_TITLES.get(table, table)}: forget `{setting}`", "",
                       "| method | γ | UA | RA | TA | MIA | avg gap | UT (s) |", "|---|---|---|---|---|---|---|---|"]
             for e in entries:
+                if not e["n_seeds"]:
+                    seeds = ", ".join(str(f["seed"]) for f in e["failed"])
+                    lines.append(f"| {e['method']} | {e['retain_access']:g} | failed on seed(s) {seeds}: {e['failed'][0]['error']} | | | | | |")
+                    continue
+                name = e["method"] + (f" (failed on {len(e['failed'])} seed(s))" if e.get("failed") else "")
                 avg = e.get("gap", {}).get("avg")
                 avg_text = f"{avg['mean']:.2f}" + (f"±{avg['std']:.2f}" if e["n_seeds"] > 1 else "") if avg else "–"
                 ut = f"{e['UT_s']['mean']:.1f}" if "UT_s" in e else "–"
                 lines.append(
-                    f"| {e['method']} | {e['retain_access']:g} | {_cell(e, 'UA')} | {_cell(e, 'RA')} | {_cell(e, 'TA')} | "
+                    f"| {name} | {e['retain_access']:g} | {_cell(e, 'UA')} | {_cell(e, 'RA')} | {_cell(e, 'TA')} | "
                     f"{_cell(e, 'MIA')} | {avg_text} | {ut} |"
                 )
     comparisons = results.get("comparisons") or []
