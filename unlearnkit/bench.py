@@ -283,7 +283,7 @@ class Bench:
         model = train()
         seconds = time.perf_counter() - start
         if self.rank0:
-            save_checkpoint(path, model, {**checkpoint_meta(task, s.model, s.model_config), "kind": kind, "train_seconds": seconds})
+            save_checkpoint(path, model, {**checkpoint_meta(task, s.model, s.model_config), "val_ratio": s.val_ratio, "kind": kind, "train_seconds": seconds})
         return model, seconds
 
     def original(self, task: UnlearningTask, seed: int) -> tuple[torch.nn.Module, float]:
