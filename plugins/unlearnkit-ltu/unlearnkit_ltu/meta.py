@@ -100,6 +100,29 @@ def _meta_gradient(
     return [g_tune.detach() + g_test for g_tune, g_test in zip(tune_grads, test_grads)]  # eq. 4
 
 
+def meta_feedback(
+    params: Params,
+    tune_loss: Callable[[Params], torch.Tensor],
+    test_loss: Callable[[Params], torch.Tensor],
+    *,
+    inner_lr: float,
+    beta: float,
+    first_order: bool,
+    meta_opt: bool,
+    reduce: Reduce | None,
+) -> Feedback:
+    """∇_θ [L_tune(θ) + β L_test(θ')] with θ' from one inner step (meta-tune, meta-test);
+    without meta-optimisation both losses are taken at θ and θ' is never built."""
+    if meta_opt:
+        tune, tune_grads, fast = meta_tune(params, tune_loss, inner_lr, first_order=first_order)
+        test = test_loss(fast)
+    else:
+        tune = tune_loss(params)
+        tune_grads = list(torch.autograd.grad(tune, tuple(params.values())))
+        test = test_loss(params)
+    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
+
+
 def remembering_feedback(
     forward: Forward,
     params: Params,
@@ -120,24 +143,18 @@ def remembering_feedback(
 
     `support_y` are the random labels ỹ of the support set (eq. 6); the query sets are
     concatenated in `query_x`/`query_y` with sizes `query_sizes` (eq. 7). Without
-    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'), from one
-    forward over support and queries together. `test_part`, `reduce`: see the module docstring.
+    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `test_part`,
+    `reduce`: see the module docstring.
     """
     weights = query_weights(query_sizes, query_x.device)
     if test_part is not None:
         query_x, query_y, weights = query_x[test_part], query_y[test_part], weights[test_part]
-    if not meta_opt:
-        tune = F.cross_entropy(forward(params, support_x), support_y)  # eq. 1
-        test = query_loss(forward(params, query_x), query_y, weights)
-        tune_grads = torch.autograd.grad(tune, tuple(params.values()))
-        return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
-
-    def tune_loss(p: Params) -> torch.Tensor:
-        return F.cross_entropy(forward(p, support_x), support_y)
-
-    tune, tune_grads, fast = meta_tune(params, tune_loss, inner_lr, first_order=first_order)
-    test = meta_test(forward, fast, query_x, query_y, weights)
-    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
+    return meta_feedback(
+        params,
+        lambda p: F.cross_entropy(forward(p, support_x), support_y),  # eq. 1
+        lambda p: meta_test(forward, p, query_x, query_y, weights),
+        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, reduce=reduce,
+    )
 
 
 def forgetting_feedback(
@@ -169,18 +186,12 @@ def forgetting_feedback(
         (audit_x, audit_y, audit_targets) if test_part is None else (audit_x[test_part], audit_y[test_part], audit_targets[test_part])
     )
 
-    def tune_loss(p: Params) -> torch.Tensor:
-        return membership_loss(support_model(forward(p, audit_x), audit_y), audit_targets)  # eq. 11
-
-    if not meta_opt:
-        tune = tune_loss(params)
-        test = membership_loss(query_model(forward(params, test_x), test_y), test_targets, total)
-        tune_grads = torch.autograd.grad(tune, tuple(params.values()))
-        return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
-
-    tune, tune_grads, fast = meta_tune(params, tune_loss, inner_lr, first_order=first_order)
-    test = membership_loss(query_model(forward(fast, test_x), test_y), test_targets, total)  # eq. 3 with M_q
-    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
+    return meta_feedback(
+        params,
+        lambda p: membership_loss(support_model(forward(p, audit_x), audit_y), audit_targets),  # eq. 11
+        lambda p: membership_loss(query_model(forward(p, test_x), test_y), test_targets, total),  # eq. 3 with M_q
+        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, reduce=reduce,
+    )
 
 
 def clip_norm(gradient: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
