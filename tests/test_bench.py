@@ -91,6 +91,7 @@ def test_bench_end_to_end_with_a_third_party_method(tmp_path):
     assert all(r["gap"]["avg"] == 0 for r in saved["rows"] if r["method"] == "retrain")
     assert set(saved["manifest"]["split_hashes"]) == {"random:0.1/seed0", "random:0.1/seed1"}
     assert (tmp_path / "results.md").read_text().count("| example-head-reset |") == 1
+    assert (tmp_path / "results.png").stat().st_size > 0  # the plot extra is installed for the tests
     assert set(saved["manifest"]["train_seconds"]["random:0.1/seed1"]) == {"original", "retrain"}
     assert all(r["eval_s"] >= 0 for r in saved["rows"])
     again = bench.Bench(settings, tmp_path, quiet=True)

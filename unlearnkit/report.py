@@ -145,18 +145,23 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     entries = [e for e in results["summary"] if e["table"] == "main" and "gap" in e and e["method"] not in ("retrain", "original")]
     if not entries:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    longest = max(e["UT_s"]["mean"] for e in entries if "UT_s" in e) or 1.0
-    for e in entries:
-        g = e["gap"]
-        forget = statistics.fmean(g[k]["mean"] for k in ("UA", "MIA") if k in g)
-        utility = statistics.fmean(g[k]["mean"] for k in ("TA", "RA") if k in g)
-        size = 30 + 400 * e.get("UT_s", {"mean": 0})["mean"] / longest
-        ax.scatter(utility, forget, s=size, alpha=0.6)
-        ax.annotate(f"{e['method']} ({e['setting']})", (utility, forget), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("utility gap to Retrain: mean |ΔTA|, |ΔRA| (points)")
-    ax.set_ylabel("forgetting gap to Retrain: mean |ΔUA|, |ΔMIA| (points)")
-    ax.set_title("Closer to (0, 0) is closer to Retrain; size = unlearning time")
+    settings = list(dict.fromkeys(e["setting"] for e in entries))
+    methods = sorted({e["method"] for e in entries})
+    colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+    longest = max(e.get("UT_s", {"mean": 0.0})["mean"] for e in entries) or 1.0
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.5), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        for e in (e for e in entries if e["setting"] == setting):
+            g = e["gap"]
+            forget = statistics.fmean(g[k]["mean"] for k in ("UA", "MIA") if k in g)
+            utility = statistics.fmean(g[k]["mean"] for k in ("TA", "RA") if k in g)
+            size = 30 + 400 * e.get("UT_s", {"mean": 0.0})["mean"] / longest
+            ax.scatter(utility, forget, s=size, alpha=0.7, color=colours[e["method"]], label=e["method"])
+        ax.set_title(f"forget {setting}")
+        ax.set_xlabel("utility gap: mean |ΔTA|, |ΔRA| (points)")
+        ax.set_ylabel("forgetting gap: mean |ΔUA|, |ΔMIA| (points)")
+        ax.legend(fontsize=7, markerscale=0.5)
+    fig.suptitle("Gap to Retrain (closer to 0 is better); marker size = unlearning time")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
