@@ -19,3 +19,4 @@ if __name__ == "__main__":
     model = uk.train_model(model, task, recipe=RECIPE, seed=0)
     if distributed.is_main():
         torch.save({"state": model.state_dict(), "samples_seen": torch.tensor(sum(seen))}, sys.argv[1])
+    distributed.shutdown()

@@ -153,6 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UnlearnkitError as exc:
         print(f"unlearnkit: failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        distributed.shutdown()
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -48,6 +48,13 @@ def init_from_env(device: str) -> str:
     return device
 
 
+def shutdown() -> None:
+    """Leave the process group, if joined (a process that exits without this can abort in gloo's teardown)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(indices: torch.Tensor) -> torch.Tensor:
     """This rank's contiguous share of a global batch of indices."""
     if world_size() == 1:

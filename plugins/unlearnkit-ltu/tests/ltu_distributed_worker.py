@@ -36,3 +36,4 @@ if __name__ == "__main__":
     new, seen = unlearn(setting)
     if distributed.is_main():
         torch.save({"state": new.state_dict(), "query_samples": torch.tensor(seen)}, out)
+    distributed.shutdown()
