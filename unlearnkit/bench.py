@@ -41,14 +41,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu")  # the paper's Table 2
 ACCESS_LEVELS = (0.1, 0.3)
-ABLATIONS = {  # the paper's Tables 3-4, as LTU settings
-    "ltu w/o ForFeed": {"forget_feedback": False},
-    "ltu w/o RemFeed": {"remember_feedback": False},
-    "ltu w/o MetaOpt": {"meta_opt": False},
-    "ltu w/ GradAdd": {"combiner": "sum"},
-    "ltu w/ iterative Grad": {"combiner": "alternate"},
-    "ltu first-order": {"first_order": True},
-}
 RESERVED = ("name", "label", "retain_access")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
 
@@ -186,9 +178,11 @@ def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> 
     names = {s.name for s in settings.methods}
     if table == "access":
         return [Job(table, MethodSpec(n, n), forget, g, seed) for n in ACCESS_METHODS if n in names for g in ACCESS_LEVELS]
-    if "ltu" not in names:
-        return []
-    return [Job(table, MethodSpec("ltu", label, None, config), forget, _paper_gamma("ltu"), seed) for label, config in ABLATIONS.items()]
+    return [  # each method's own ablations (`Unlearner.ablations`), e.g. LTU's Tables 3-4
+        Job(table, MethodSpec(name, f"{name} {label}", None, config), forget, _paper_gamma(name), seed)
+        for name in sorted(names - set(REFERENCES))
+        for label, config in _unlearner_class(name).ablations.items()
+    ]
 
 
 class Bench:

@@ -37,6 +37,8 @@ class Unlearner(ABC):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
     #: The retain access γ its paper evaluates it with (the bench's default for this method).
     default_retain_access: ClassVar[float] = 1.0
+    #: Its paper's ablations: row label -> config overrides (the bench's `ablation` table).
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any):
         self.config = config

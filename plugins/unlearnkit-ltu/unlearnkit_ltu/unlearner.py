@@ -30,7 +30,7 @@ import unlearnkit as uk
 from unlearnkit import MembershipAttack, Sampler, UsageError, distributed
 
 from unlearnkit_ltu import meta
-from unlearnkit_ltu.config import LtuConfig
+from unlearnkit_ltu.config import ABLATIONS, LtuConfig
 
 WHO = "ltu"
 LOGIT_EPS = 1e-6
@@ -216,6 +216,14 @@ class LtuUnlearner(uk.Unlearner):
 
     reads = frozenset({"forget", "retain", "val"})
     default_retain_access = 0.3  # the paper's γ: LTU reads 30% of D_r
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {  # the paper's Tables 3-4, named as there
+        "w/o ForFeed": ABLATIONS["wo-forfeed"],
+        "w/o RemFeed": ABLATIONS["wo-remfeed"],
+        "w/o MetaOpt": ABLATIONS["wo-metaopt"],
+        "w/ GradAdd": ABLATIONS["gradadd"],
+        "w/ iterative Grad": ABLATIONS["iterative"],
+        "first-order": ABLATIONS["first-order"],
+    }
     config: LtuConfig
     #: The contract suite runs LTU about ten times on a 400-sample task; a few iterations and
     #: shorter bank fits check the same code paths at a fraction of the cost.
