@@ -27,7 +27,7 @@ from unlearnkit.errors import (
 from unlearnkit.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
 from unlearnkit.hookspecs import hookimpl
 from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
-from unlearnkit.models import penultimate_features
+from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.registry import (
     build_model,
     get_attack,
@@ -48,7 +48,7 @@ __all__ = [
     "ArrayDataset", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
     "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
-    "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "gap", "get_attack",
+    "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_combiners", "list_datasets",
     "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_toml", "make_task", "mia_efficacy",
     "parse_forget", "penultimate_features", "predict_logits", "resolve_device", "save_checkpoint",

@@ -108,15 +108,21 @@ def head(model: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The input of the model's head for `x` (eval mode, no gradient), flattened per sample."""
+def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input of the model's head for `x`, flattened per sample, and the logits, from one
+    forward pass (eval mode, no gradient)."""
     captured: list[torch.Tensor] = []
     handle = head(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
     was_training = model.training
     try:
         model.eval()
-        model(x)
+        logits = model(x)
     finally:
         handle.remove()
         model.train(was_training)
-    return captured[-1].reshape(len(x), -1)
+    return captured[-1].reshape(len(x), -1), logits
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's head for `x` (eval mode, no gradient), flattened per sample."""
+    return features_and_logits(model, x)[0]

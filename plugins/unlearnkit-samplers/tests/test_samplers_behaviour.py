@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -57,18 +59,39 @@ def test_label_nn_class_space_draws_the_support_classes_first_then_fills():
 
 def test_a_query_runs_the_model_on_the_support_batch_only():
     """Pool-wide work happens once in prepare, in batches; a query embeds only the support."""
-    model, task = trained_tiny_model()
-    rows: list[int] = []
-    model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
     for name in ("feature-nn", "label-nn"):
-        rows.clear()
+        model, task = trained_tiny_model()
+        rows: list[int] = []
+        model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
         sampler = uk.get_sampler(name, batch_size=50)
         sampler.prepare(task.retain.x, task.retain.y, model)
         assert sum(rows) == len(task.retain) and max(rows) <= 50
         rows.clear()
         for seed in range(3):
-            sampler.sample(task.forget.x[:8], task.forget.y[:8], 20, seeded(seed))
+            support = slice(8 * seed, 8 * seed + 8)
+            sampler.sample(task.forget.x[support], task.forget.y[support], 20, seeded(seed))
         assert rows == [8, 8, 8]
+
+
+def test_samplers_of_one_model_share_its_forward_passes():
+    """feature-nn and label-nn prepared with the same model embed the pool once and each support once."""
+    model, task = trained_tiny_model()
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    samplers = [uk.get_sampler(name) for name in ("feature-nn", "label-nn")]
+    for sampler in samplers:
+        sampler.prepare(task.retain.x, task.retain.y, model)
+    assert sum(rows) == len(task.retain)
+    rows.clear()
+    support_x, support_y = task.forget.x[:8], task.forget.y[:8]
+    shared = [s.sample(support_x.clone(), support_y, 20, seeded(0)) for s in samplers]
+    assert rows == [8]
+    alone = []
+    for name in ("feature-nn", "label-nn"):  # each with its own copy of the model: the same positions
+        sampler = uk.get_sampler(name)
+        sampler.prepare(task.retain.x, task.retain.y, copy.deepcopy(model))
+        alone.append(sampler.sample(support_x, support_y, 20, seeded(0)))
+    assert all(torch.equal(a, b) for a, b in zip(shared, alone))
 
 
 def test_samplers_keep_using_the_frozen_original_model():

@@ -18,7 +18,7 @@ import unlearnkit as uk
 from unlearnkit import Sampler, config_class
 from unlearnkit._validators import one_of, positive
 
-from unlearnkit_samplers.embedding import embed, embedder, frozen_copy
+from unlearnkit_samplers.embedding import embedder
 from unlearnkit_samplers.neighbours import METRICS, TIE_BREAKS, PoolIndex
 
 
@@ -59,13 +59,6 @@ class LabelNNConfig:
 @config_class
 class RandomConfig:
     """No settings: k positions uniformly at random without replacement."""
-
-
-def _device_of(model: nn.Module | None, fallback: torch.device) -> torch.device:
-    """Where the model's parameters live; `fallback` without a model (or parameters)."""
-    if model is None or next(model.parameters(), None) is None:
-        return fallback
-    return uk.resolve_device(None, model)
 
 
 class _PoolSampler(Sampler):
@@ -109,20 +102,17 @@ class _NearestSampler(_PoolSampler):
         super().__init__(config)
         self._index: PoolIndex | None = None
         self._embed: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self._device = torch.device("cpu")
 
     def _setup(self, kind: str, metric: str, pool_x: torch.Tensor, model: nn.Module | None) -> None:
-        self._device = _device_of(model, pool_x.device)
-        frozen = frozen_copy(model) if kind != "input" and model is not None else None
-        self._embed = embedder(kind, frozen)
-        self._index = PoolIndex(embed(self._embed, pool_x, self._device, self.config.batch_size), metric) if len(pool_x) else None
+        self._embed = embedder(kind, model, self.config.batch_size)
+        self._index = PoolIndex(self._embed(pool_x), metric) if len(pool_x) else None
 
     def _nearest(self, support_x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
         if k == 0 or self._index is None:
             return self._positions(torch.zeros(0, dtype=torch.long))
         if len(support_x) == 0:
             raise uk.UsageError(f"{self.name}: the support batch is empty; nearest neighbours need at least one support sample")
-        support = embed(self._embed, support_x, self._device, self.config.batch_size)
+        support = self._embed(support_x)
         return self._positions(self._index.nearest(support, k, generator, self.config.tie_break))
 
 
