@@ -65,6 +65,15 @@ def test_plans_follow_the_paper_tables(monkeypatch):
     assert len({j.key() for j in jobs}) == len(jobs)
 
 
+def test_tables_2_to_4_use_the_settings_given_for_the_method():
+    settings = bench.resolve({"methods": [{"name": "ltu", "iterations": 7}, {"name": "ltu", "label": "ltu long", "iterations": 50}],
+                              "tables": ["main", "access", "ablation"]})
+    extra = [j for j in bench.plan(settings) if j.table != "main"]
+    assert extra and all(j.spec.config["iterations"] == 7 for j in extra)  # the method's first entry
+    first_order = [j for j in extra if j.spec.label == "ltu first-order"]
+    assert first_order[0].spec.config == {"iterations": 7, "first_order": True}
+
+
 @pytest.mark.parametrize("options, message", [
     ({"preset": "huge"}, "unknown preset 'huge'"),
     ({"seeds": [0, 0]}, "seeds must be distinct"),

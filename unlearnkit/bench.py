@@ -175,12 +175,15 @@ def _unlearner_class(name: str) -> type:
 
 
 def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> list[Job]:
-    names = {s.name for s in settings.methods}
+    """Tables 2-4 for each method with the settings of its (first) entry in the main table."""
+    configs: dict[str, dict] = {}
+    for spec in settings.methods:
+        configs.setdefault(spec.name, spec.config)
     if table == "access":
-        return [Job(table, MethodSpec(n, n), forget, g, seed) for n in ACCESS_METHODS if n in names for g in ACCESS_LEVELS]
+        return [Job(table, MethodSpec(n, n, None, configs[n]), forget, g, seed) for n in ACCESS_METHODS if n in configs for g in ACCESS_LEVELS]
     return [  # each method's own ablations (`Unlearner.ablations`), e.g. LTU's Tables 3-4
-        Job(table, MethodSpec(name, f"{name} {label}", None, config), forget, _paper_gamma(name), seed)
-        for name in sorted(names - set(REFERENCES))
+        Job(table, MethodSpec(name, f"{name} {label}", None, {**configs[name], **config}), forget, _paper_gamma(name), seed)
+        for name in sorted(set(configs) - set(REFERENCES))
         for label, config in _unlearner_class(name).ablations.items()
     ]
 
