@@ -7,7 +7,7 @@ import json
 import pytest
 
 from unlearnkit import bench, report
-from unlearnkit.errors import UsageError
+from unlearnkit.errors import ConfigError, UsageError
 
 
 def _row(method, seed, avg, table="main", forget="random:0.1", gamma=1.0, name=None):
@@ -72,6 +72,19 @@ def test_tables_2_to_4_use_the_settings_given_for_the_method():
     assert extra and all(j.spec.config["iterations"] == 7 for j in extra)  # the method's first entry
     first_order = [j for j in extra if j.spec.label == "ltu first-order"]
     assert first_order[0].spec.config == {"iterations": 7, "first_order": True}
+
+
+def test_a_preset_carries_method_settings_for_its_regime_only():
+    tuned = bench.PRESETS["paper-cpu"]["method_settings"]["ltu"]
+    settings = bench.resolve({"preset": "paper-cpu", "methods": ["ltu", {"name": "ltu", "label": "short", "iterations": 7}, "salun"]})
+    configs = {s.label: s.config for s in settings.methods}
+    assert configs["ltu"] == tuned and configs["short"] == {**tuned, "iterations": 7} and configs["salun"] == {}
+    ablations = [j for j in bench.plan(settings) if j.table == "ablation"]
+    assert ablations and all(j.spec.config.items() >= tuned.items() for j in ablations)
+    elsewhere = bench.resolve({"preset": "paper-cpu", "dataset": "synthetic", "methods": ["ltu"]})
+    assert [s.config for s in elsewhere.methods if s.name == "ltu"] == [{}]  # tuned for mnist1d, not for this
+    with pytest.raises(ConfigError, match="lr"):
+        bench.resolve({"preset": "paper-cpu", "methods": [{"name": "ltu", "lr": -1.0}]})
 
 
 @pytest.mark.parametrize("options, message", [

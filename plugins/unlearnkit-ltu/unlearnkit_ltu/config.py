@@ -45,8 +45,9 @@ class LtuConfig:
 
     Length: `iterations` meta-updates T (the primary setting); each draws one forget batch,
     cycling through seeded permutations of D_f (one pass = ⌊|D_f| / forget_batch_size⌋
-    iterations). Defaults were tuned on mnist1d + CNN1D, 10% random forgetting, γ = 0.3,
-    seeds 3 and 4 (docs/ltu.md). [choice] Each phase sees about one forget batch of samples:
+    iterations). Defaults were tuned on mnist1d (5 000 samples) + CNN1D, 10% random
+    forgetting, γ = 0.3, seeds 3 and 4 (docs/ltu.md); the bench's `paper-cpu` preset
+    (50 000 samples, a model that generalises) carries settings tuned for that regime. [choice] Each phase sees about one forget batch of samples:
     the three query sets hold `query_size` each (3 × 21 ≈ 64) and the audit set `audit_size`
     forget samples (the first of B_f) plus as many of D̂_r (2 × 32 = 64). `max_grad_norm` (not in the paper) bounds each feedback
     gradient before harmonization, a guard against ill-conditioned MI models; 0 turns it off.
