@@ -11,6 +11,7 @@ import unlearnkit as uk
 from unlearnkit.plugins import registry
 from unlearnkit.testing import trained_tiny_model
 from unlearnkit_samplers import FeatureNN, FeatureNNConfig, LabelNN, LabelNNConfig
+from unlearnkit_samplers.embedding import FrozenOriginal
 
 NAMES = ["feature-nn", "label-nn", "random"]
 
@@ -92,6 +93,38 @@ def test_samplers_of_one_model_share_its_forward_passes():
         sampler.prepare(task.retain.x, task.retain.y, copy.deepcopy(model))
         alone.append(sampler.sample(support_x, support_y, 20, seeded(0)))
     assert all(torch.equal(a, b) for a, b in zip(shared, alone))
+
+
+def test_rows_embedded_before_cost_no_forward_pass():
+    """The frozen original remembers outputs per input row (LTU revisits each forget sample)."""
+    model, task = trained_tiny_model()
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    sampler = uk.get_sampler("feature-nn")
+    sampler.prepare(task.retain.x, task.retain.y, model)
+    rows.clear()
+    sampler.sample(task.forget.x[:12], task.forget.y[:12], 20, seeded(0))
+    again = sampler.sample(task.forget.x[4:10], task.forget.y[4:10], 20, seeded(1))
+    sampler.sample(task.forget.x[8:16], task.forget.y[8:16], 20, seeded(2))
+    assert rows == [12, 8]  # rows seen before: no forward; one new row: the whole batch again
+    fresh = uk.get_sampler("feature-nn")
+    fresh.prepare(task.retain.x, task.retain.y, copy.deepcopy(model))
+    assert torch.equal(again, fresh.sample(task.forget.x[4:10], task.forget.y[4:10], 20, seeded(1)))
+
+
+def test_the_row_memory_is_bounded_and_drops_the_oldest_rows():
+    model, task = trained_tiny_model()
+    x = task.forget.x[:8]
+    with torch.no_grad():
+        expected = model.eval()(x)
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    original = FrozenOriginal(model)
+    original.max_rows = 4
+    torch.testing.assert_close(original.outputs(x, batch_size=16)[1], expected)
+    original.outputs(x[4:], batch_size=16)  # the newest four are remembered
+    original.outputs(x[:4], batch_size=16)  # the oldest four were dropped
+    assert rows == [8, 4]
 
 
 def test_samplers_keep_using_the_frozen_original_model():

@@ -1,14 +1,16 @@
 """Vectors the nearest-neighbour samplers compare: inputs, penultimate features, softmax outputs.
 
 The samplers prepared with the same original model share one frozen copy of it
-(`shared_original`), which remembers its outputs for the last inputs it embedded: the
-`feature-nn` and `label-nn` queries of one support batch then cost one forward pass, and
-their pool caches one pass over the pool.
+(`shared_original`), which remembers its outputs per input row: the `feature-nn` and
+`label-nn` queries of one support batch cost one forward pass, their pool caches one pass over
+the pool, and a forget sample seen in an earlier LTU iteration none.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import itertools
 import weakref
 from typing import Callable
 
@@ -27,13 +29,21 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 class FrozenOriginal:
-    """A frozen copy of the original model with its (penultimate features, logits) for the last
-    inputs embedded, so that asking again for the same inputs costs no forward pass."""
+    """A frozen copy of the original model that remembers its outputs (penultimate features,
+    logits) per input row, so that a row it has embedded before costs a lookup, not a forward.
+
+    The copy never changes, so its outputs are a function of the input: LTU's samplers embed
+    the same support batch once for `feature-nn` and `label-nn`, and each forget sample once
+    per run rather than once per pass over D_f. At most `max_rows` rows are remembered (the
+    oldest are dropped first).
+    """
+
+    max_rows = 1 << 15
 
     def __init__(self, model: nn.Module):
         self.model = frozen_copy(model)
         self.device = uk.resolve_device(None, self.model) if next(self.model.parameters(), None) is not None else torch.device("cpu")
-        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._rows: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def copies(self, model: nn.Module) -> bool:
         """Whether this holds a copy of `model` in its current state."""
@@ -44,14 +54,20 @@ class FrozenOriginal:
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Penultimate features and logits of a non-empty `x`, in forward passes of `batch_size`."""
-        last = self._last
-        if last is not None and last[0].shape == x.shape and last[0].device == x.device and torch.equal(last[0], x):
-            return last[1], last[2]
-        parts = [uk.features_and_logits(self.model, x[i : i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
-        features, logits = (torch.cat(p) for p in zip(*parts))
-        self._last = (x.detach().clone(), features, logits)
-        return features, logits
+        """Penultimate features and logits of a non-empty `x`, in forward passes of `batch_size`
+        unless every row was embedded before. [choice] One new row re-embeds the whole of `x`,
+        so a row's output never depends on which rows happened to be new with it."""
+        raw = x.detach().cpu().contiguous().reshape(len(x), -1).view(torch.uint8).numpy()  # any dtype, as bytes
+        keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in raw]
+        if not all(key in self._rows for key in keys):
+            parts = [uk.features_and_logits(self.model, x[i : i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
+            features, logits = (torch.cat(p) for p in zip(*parts))
+            self._rows.update(zip(keys, zip(features, logits)))
+            for stale in list(itertools.islice(self._rows, max(0, len(self._rows) - self.max_rows))):
+                del self._rows[stale]
+            return features, logits
+        outputs = [self._rows[key] for key in keys]
+        return torch.stack([f for f, _ in outputs]), torch.stack([z for _, z in outputs])
 
 
 _SHARED: weakref.WeakKeyDictionary[nn.Module, FrozenOriginal] = weakref.WeakKeyDictionary()

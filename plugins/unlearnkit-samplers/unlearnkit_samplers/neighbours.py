@@ -49,15 +49,16 @@ class PoolIndex:
     def scores(self, support: torch.Tensor) -> torch.Tensor:
         """Each pool row's distance to its nearest support row (squared for `l2`), shape (len(pool),)."""
         support = support.to(self.rows.device, self.rows.dtype)
+        # (support, pool) layouts: the reduction over the support runs along contiguous rows
         if self.metric == "cosine":
-            similarity = self.rows @ F.normalize(support, dim=1).T  # (pool, support)
-            return 1.0 - similarity.max(dim=1).values
+            similarity = F.normalize(support, dim=1) @ self.rows.T
+            return 1.0 - similarity.amax(dim=0)
         if self.rows.shape[1] <= DIRECT_L2_MAX_DIM:
-            distance = torch.cdist(self.rows, support, compute_mode="donot_use_mm_for_euclid_dist")
-            return distance.min(dim=1).values.square()
+            distance = torch.cdist(support, self.rows, compute_mode="donot_use_mm_for_euclid_dist")
+            return distance.amin(dim=0).square()
         # ‖p − s‖² = ‖p‖² − 2 p·s + ‖s‖², one matrix product for the whole batch
-        squared = torch.addmm((support * support).sum(1)[None, :], self.rows, support.T, alpha=-2.0)
-        return (squared.min(dim=1).values + self.squared_norms).clamp_min(0.0)
+        squared = torch.addmm((support * support).sum(1)[:, None], support, self.rows.T, alpha=-2.0)
+        return (squared.amin(dim=0) + self.squared_norms).clamp_min(0.0)
 
     def nearest(self, support: torch.Tensor, k: int, generator: torch.Generator, tie_break: str = "random") -> torch.Tensor:
         """Positions of the `min(k, len(pool))` pool rows nearest the support batch, nearest first."""
