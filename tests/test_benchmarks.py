@@ -1,0 +1,43 @@
+"""The benchmark scripts run and print what their docs promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ltu_cost_ends_with_the_two_ratios(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ltu_cost.py"), "--repeats", "2", "--warmup", "1", "--threads", "1", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(last) == {"full_ratio", "first_order_ratio"} and all(v > 1 for v in last.values())
+
+
+def test_tuning_ranks_settings_by_their_worse_forget_setting():
+    tuning = load("ltu_tuning")
+    assert tuning.combinations({"lr": [1, 2], "beta": [3]}) == [{"lr": 1, "beta": 3}, {"lr": 2, "beta": 3}]
+    row = lambda config, forget, seed, gap: {"name": "ltu", "config": config, "forget": forget, "seed": seed, "gap": {"avg": gap}, "UT_s": 1.0}
+    rows = [row({"lr": 1}, "random:0.1", s, g) for s, g in ((3, 0.2), (4, 0.4))] + [row({"lr": 1}, "random:0.5", 3, 2.0)]
+    rows += [row({"lr": 2}, f, 3, 1.0) for f in ("random:0.1", "random:0.5")]
+    rows.append(row({"lr": 4}, "random:0.1", 3, 0.1))  # 50% not run yet
+    rows.append({**row({"lr": 3}, "random:0.1", 3, 0.0), "error": "diverged"})
+    rows[-1].pop("gap")
+    lines = tuning.table(rows, ("random:0.1", "random:0.5"))
+    assert lines[2].startswith('| ltu {"lr": 2} | 1.00 | 1.00 |')  # worst 1.0 beats lr=1's worst 2.0
+    assert lines[3].startswith('| ltu {"lr": 1} | 0.30 | 2.00 |')
+    assert {lines[4][:16], lines[5][:16]} == {'| ltu {"lr": 3} ', '| ltu {"lr": 4} '}  # failed or unfinished: last
