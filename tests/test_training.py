@@ -96,6 +96,8 @@ def test_penultimate_features_are_the_head_input():
     feats = uk.penultimate_features(model, x)
     assert feats.shape == (5, 32)
     torch.testing.assert_close(model[-1](feats), model(x))
+    same, logits = uk.features_and_logits(model.train(), x)
+    assert torch.equal(same, feats) and torch.equal(logits, model.eval()(x)) and not logits.requires_grad
 
 
 @pytest.mark.parametrize("name, shape", [("mlp", (16,)), ("cnn1d", (1, 40)), ("resnet18", (3, 32, 32)), ("vit-tiny", (3, 32, 32))])
