@@ -100,3 +100,23 @@ def test_diverging_unlearning_run_names_method_and_step_and_writes_nothing(tmp_p
     assert "example-head-reset: loss became" in err and "at step" in err
     assert not (tmp_path / "b.pt").exists()
     assert (tmp_path / "a.pt").read_bytes() == before
+
+
+def test_an_interrupt_that_the_run_swallows_still_ends_it():
+    """Python drops a KeyboardInterrupt raised inside a finaliser; the CLI then ends the process itself."""
+    script = """
+import os, signal, sys, threading, time
+from unlearnkit import cli
+cli.INTERRUPT_GRACE_S = 0.5
+class Swallow:
+    def __del__(self):
+        time.sleep(0.3)  # the interrupt lands here and is dropped ("Exception ignored in")
+def swallowing(args):
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    while True:
+        Swallow()
+cli.COMMANDS["plugins"] = swallowing
+sys.exit(cli.main(["plugins"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and "interrupted" in done.stderr

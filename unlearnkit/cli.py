@@ -10,7 +10,9 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -140,7 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Seconds a command has after Ctrl-C (SIGINT) to stop by itself before it is ended; finished
+#: rows and checkpoints are already on disk, every write being atomic.
+INTERRUPT_GRACE_S = 10.0
+INTERRUPTED = "unlearnkit: interrupted; finished results are kept"
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT: raise KeyboardInterrupt, as Python's own handler does, and end the process after
+    `INTERRUPT_GRACE_S` if it has not stopped (Python swallows an interrupt that lands in a
+    finaliser or a callback, and the run would go on)."""
+
+    def stop() -> None:
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        os._exit(130)
+
+    timer = threading.Timer(INTERRUPT_GRACE_S, stop)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupt) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -148,13 +173,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("unlearnkit: interrupted; finished results are kept", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except UnlearnkitError as exc:
         print(f"unlearnkit: failed: {exc}", file=sys.stderr)
         return 1
     finally:
         distributed.shutdown()
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
