@@ -104,7 +104,7 @@ class StopMonitor:
         self.unlearner, self.total_steps, self.device = unlearner, total_steps, device
         self.rule = self.settings.stop
         self.every = self.settings.stop_every or max(1, math.ceil(total_steps / AUTO_CHECKS))
-        self.steps, self.reason, self.guard_count = 0, "fixed", 0
+        self.steps, self.reason, self.guard_count, self.stopped = 0, "fixed", 0, False
         self.history: list[Check] = []
         self.best: Optional[tuple[Check, dict[str, torch.Tensor]]] = None
         if self.rule == "fixed":
@@ -166,7 +166,7 @@ class StopMonitor:
 
     # -- internals -----------------------------------------------------------------------------
     def _stop(self, reason: str) -> bool:
-        self.reason = reason
+        self.reason, self.stopped = reason, True
         return True
 
     def _remember(self, check: Check, model: nn.Module) -> None:
