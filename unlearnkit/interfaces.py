@@ -33,7 +33,7 @@ class Unlearner(ABC):
     - Runs on `device` (default: where the model lives), CPU or CUDA.
     - A NaN or infinite loss raises `unlearnkit.DivergenceError` naming the method and step.
     - An iterative method's config may inherit `unlearnkit.StopSettings`; with a `stop` rule other
-      than "fixed" the method also reads `val` (the rule's held-out reference), and its loop
+      than "fixed" the method also reads `forget` and `val` (the rule compares them), and its loop
       calls a `unlearnkit.StopMonitor`.
     - After `unlearn`, `run_info` holds what the run reports about itself (e.g. `steps`,
       `stop_reason`); the bench copies it into the results row.
@@ -48,8 +48,8 @@ class Unlearner(ABC):
     def __init__(self, config: Any):
         self.config = config
         self.run_info: dict[str, Any] = {}
-        if getattr(config, "stop", "fixed") != "fixed":  # the stop rule's held-out reference
-            self.reads = type(self).reads | {"val"}
+        if getattr(config, "stop", "fixed") != "fixed":  # the stop rule looks at D_f against held-out D_val
+            self.reads = type(self).reads | {"forget", "val"}
 
     def unlearn(
         self,
