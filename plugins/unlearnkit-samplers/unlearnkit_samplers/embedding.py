@@ -28,13 +28,25 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).eval().requires_grad_(False)
 
 
+#: What identifies an input row: its dtype, its shape (without the batch dimension), a digest of its bytes.
+RowKey = tuple[torch.dtype, tuple[int, ...], bytes]
+
+
+def row_keys(x: torch.Tensor) -> list[RowKey]:
+    """The key of each row of a non-empty `x`: rows with the same bytes but another dtype or shape differ."""
+    raw = x.detach().cpu().contiguous().reshape(len(x), -1).view(torch.uint8).numpy()  # any dtype, as bytes
+    shape = tuple(x.shape[1:])
+    return [(x.dtype, shape, hashlib.blake2b(row.tobytes(), digest_size=16).digest()) for row in raw]
+
+
 class FrozenOriginal:
     """A frozen copy of the original model that remembers its outputs (penultimate features,
     logits) per input row, so that a row it has embedded before costs a lookup, not a forward.
 
     The copy never changes, so its outputs are a function of the input: LTU's samplers embed
     the same support batch once for `feature-nn` and `label-nn`, and each forget sample once
-    per run rather than once per pass over D_f. At most `max_rows` rows are remembered (the
+    per run rather than once per pass over D_f. A row is identified by its dtype, shape and
+    bytes. At most `max_rows` rows are remembered (the
     oldest are dropped first).
     """
 
@@ -43,7 +55,7 @@ class FrozenOriginal:
     def __init__(self, model: nn.Module):
         self.model = frozen_copy(model)
         self.device = uk.resolve_device(None, self.model) if next(self.model.parameters(), None) is not None else torch.device("cpu")
-        self._rows: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rows: dict[RowKey, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def copies(self, model: nn.Module) -> bool:
         """Whether this holds a copy of `model` in its current state."""
@@ -57,17 +69,17 @@ class FrozenOriginal:
         """Penultimate features and logits of a non-empty `x`, in forward passes of `batch_size`
         unless every row was embedded before. [choice] One new row re-embeds the whole of `x`,
         so a row's output never depends on which rows happened to be new with it."""
-        raw = x.detach().cpu().contiguous().reshape(len(x), -1).view(torch.uint8).numpy()  # any dtype, as bytes
-        keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in raw]
-        if not all(key in self._rows for key in keys):
+        keys = row_keys(x)
+        if all(key in self._rows for key in keys):
+            outputs = [self._rows[key] for key in keys]
+            features, logits = torch.stack([f for f, _ in outputs]), torch.stack([z for _, z in outputs])
+        else:
             parts = [uk.features_and_logits(self.model, x[i : i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
             features, logits = (torch.cat(p) for p in zip(*parts))
             self._rows.update(zip(keys, zip(features, logits)))
             for stale in list(itertools.islice(self._rows, max(0, len(self._rows) - self.max_rows))):
                 del self._rows[stale]
-            return features, logits
-        outputs = [self._rows[key] for key in keys]
-        return torch.stack([f for f, _ in outputs]), torch.stack([z for _, z in outputs])
+        return features, logits
 
 
 _SHARED: weakref.WeakKeyDictionary[nn.Module, FrozenOriginal] = weakref.WeakKeyDictionary()

@@ -1,0 +1,58 @@
+"""The frozen original's memory of its outputs: what counts as the same row, what it keeps,
+when the original counts as the same model, and the pool's single forward pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import unlearnkit as uk
+from unlearnkit.testing import trained_tiny_model
+from unlearnkit_samplers.embedding import FrozenOriginal, shared_original
+
+
+class CumulativeSum(nn.Module):
+    """Logits that depend on the input's dtype (it is read as float) and on its shape (summed
+    along the last dimension), so rows with the same bytes can have different outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.float().cumsum(-1).reshape(len(x), -1))
+
+
+class Tempered(nn.Module):
+    """The tiny MLP with its logits divided by a non-persistent `temperature` buffer."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.register_buffer("temperature", torch.tensor(1.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) / self.temperature
+
+
+def counting_forwards(model: nn.Module) -> list[int]:
+    """The batch sizes of the forward passes `model` (and any deep copy of it) runs from now on."""
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    return rows
+
+
+@torch.no_grad()
+def test_rows_with_the_same_bytes_but_another_dtype_or_shape_are_not_answered_from_memory():
+    torch.manual_seed(0)
+    model = CumulativeSum().eval()
+    half = torch.randn(5, 2, 4).half()
+    same_bytes = {"fp16": half, "bf16": half.view(torch.bfloat16), "reshaped": half.reshape(5, 4, 2)}
+    expected = {name: model(x) for name, x in same_bytes.items()}
+    forwards = counting_forwards(model)
+    original = FrozenOriginal(model)
+    for name, x in same_bytes.items():
+        assert torch.equal(original.outputs(x, batch_size=16)[1], expected[name]), name
+    for name, x in same_bytes.items():  # asked again, each is answered from memory with its own output
+        assert torch.equal(original.outputs(x, batch_size=16)[1], expected[name]), name
+    assert forwards == [5, 5, 5]
