@@ -56,3 +56,18 @@ def test_rows_with_the_same_bytes_but_another_dtype_or_shape_are_not_answered_fr
     for name, x in same_bytes.items():  # asked again, each is answered from memory with its own output
         assert torch.equal(original.outputs(x, batch_size=16)[1], expected[name]), name
     assert forwards == [5, 5, 5]
+
+
+def test_a_model_changed_only_in_a_non_persistent_buffer_or_in_dtype_is_another_original():
+    body, task = trained_tiny_model()
+    model = Tempered(body).eval()
+    x = task.forget.x[:6]
+    first = shared_original(model)
+    model.temperature.fill_(2.0)  # not in the state_dict, but it changes every logit
+    tempered = shared_original(model)
+    assert tempered is not first
+    with torch.no_grad():
+        assert torch.equal(tempered.outputs(x, batch_size=16)[1], model(x))
+    model.double()  # every value is exactly representable: equal values, another model
+    assert shared_original(model) is not tempered
+    assert shared_original(model) is shared_original(model)

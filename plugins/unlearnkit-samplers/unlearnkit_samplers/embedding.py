@@ -39,6 +39,15 @@ def row_keys(x: torch.Tensor) -> list[RowKey]:
     return [(x.dtype, shape, hashlib.blake2b(row.tobytes(), digest_size=16).digest()) for row in raw]
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+def _state(model: nn.Module) -> dict[tuple[str, str], torch.Tensor]:
+    """Every parameter and every buffer of `model`, persistent or not, by kind and name."""
+    return {("parameter", n): p for n, p in model.named_parameters()} | {("buffer", n): b for n, b in model.named_buffers()}
+
+
 class FrozenOriginal:
     """A frozen copy of the original model that remembers its outputs (penultimate features,
     logits) per input row, so that a row it has embedded before costs a lookup, not a forward.
@@ -58,10 +67,12 @@ class FrozenOriginal:
         self._rows: dict[RowKey, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def copies(self, model: nn.Module) -> bool:
-        """Whether this holds a copy of `model` in its current state."""
-        mine, theirs = self.model.state_dict(), model.state_dict()
+        """Whether this holds a copy of `model` in its current state: the same parameters and
+        buffers (persistent or not), by name, dtype, shape, device and bits."""
+        mine, theirs = _state(self.model), _state(model)
         return mine.keys() == theirs.keys() and all(
-            a.shape == b.shape and a.device == b.device and torch.equal(a, b) for a, b in zip(mine.values(), theirs.values())
+            a.dtype == b.dtype and a.shape == b.shape and a.device == b.device and torch.equal(_bits(a), _bits(b))
+            for a, b in ((mine[k], theirs[k]) for k in mine)
         )
 
     @torch.no_grad()
