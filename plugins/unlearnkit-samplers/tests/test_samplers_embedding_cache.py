@@ -58,6 +58,18 @@ def test_rows_with_the_same_bytes_but_another_dtype_or_shape_are_not_answered_fr
     assert forwards == [5, 5, 5]
 
 
+def test_the_rows_remembered_own_their_memory_and_at_most_max_rows_are_kept():
+    """What stays remembered after a batch is `max_rows` rows, not the batch's output tensors."""
+    model, task = trained_tiny_model()
+    original = FrozenOriginal(model)
+    original.max_rows = 4
+    features, logits = original.outputs(task.retain.x[:32], batch_size=8)
+    kept = [t for pair in original._rows.values() for t in pair]
+    assert len(kept) == 2 * original.max_rows
+    row_bytes = features[0].nbytes + logits[0].nbytes
+    assert sum(t.untyped_storage().nbytes() for t in kept) == original.max_rows * row_bytes
+
+
 def test_a_model_changed_only_in_a_non_persistent_buffer_or_in_dtype_is_another_original():
     body, task = trained_tiny_model()
     model = Tempered(body).eval()

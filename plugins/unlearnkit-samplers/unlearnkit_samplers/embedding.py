@@ -55,8 +55,8 @@ class FrozenOriginal:
     The copy never changes, so its outputs are a function of the input: LTU's samplers embed
     the same support batch once for `feature-nn` and `label-nn`, and each forget sample once
     per run rather than once per pass over D_f. A row is identified by its dtype, shape and
-    bytes. At most `max_rows` rows are remembered (the
-    oldest are dropped first).
+    bytes. At most `max_rows` rows are remembered, each in memory of its own (the oldest are
+    dropped first).
     """
 
     max_rows = 1 << 15
@@ -87,10 +87,17 @@ class FrozenOriginal:
         else:
             parts = [uk.features_and_logits(self.model, x[i : i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
             features, logits = (torch.cat(p) for p in zip(*parts))
-            self._rows.update(zip(keys, zip(features, logits)))
-            for stale in list(itertools.islice(self._rows, max(0, len(self._rows) - self.max_rows))):
-                del self._rows[stale]
+            self._remember(keys, features, logits)
         return features, logits
+
+    def _remember(self, keys: list[RowKey], features: torch.Tensor, logits: torch.Tensor) -> None:
+        """Keep a copy of each of the newest `max_rows` rows (not a view: the batch is not kept
+        alive) as the newest entries, and drop the oldest entries beyond `max_rows`."""
+        for i in range(max(0, len(keys) - self.max_rows), len(keys)):
+            self._rows.pop(keys[i], None)
+            self._rows[keys[i]] = (features[i].clone(), logits[i].clone())
+        for stale in list(itertools.islice(self._rows, max(0, len(self._rows) - self.max_rows))):
+            del self._rows[stale]
 
 
 _SHARED: weakref.WeakKeyDictionary[nn.Module, FrozenOriginal] = weakref.WeakKeyDictionary()
