@@ -83,3 +83,13 @@ def test_a_model_changed_only_in_a_non_persistent_buffer_or_in_dtype_is_another_
     model.double()  # every value is exactly representable: equal values, another model
     assert shared_original(model) is not tempered
     assert shared_original(model) is shared_original(model)
+
+
+def test_two_samplers_on_a_pool_larger_than_the_row_memory_embed_it_once(monkeypatch):
+    monkeypatch.setattr(FrozenOriginal, "max_rows", 16)
+    model, task = trained_tiny_model()
+    assert len(task.retain) > FrozenOriginal.max_rows
+    forwards = counting_forwards(model)
+    for name in ("feature-nn", "label-nn"):
+        uk.get_sampler(name, batch_size=1024).prepare(task.retain.x, task.retain.y, model)
+    assert forwards == [len(task.retain)]

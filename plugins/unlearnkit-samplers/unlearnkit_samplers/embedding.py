@@ -56,7 +56,8 @@ class FrozenOriginal:
     the same support batch once for `feature-nn` and `label-nn`, and each forget sample once
     per run rather than once per pass over D_f. A row is identified by its dtype, shape and
     bytes. At most `max_rows` rows are remembered, each in memory of its own (the oldest are
-    dropped first).
+    dropped first); besides them, the outputs for the last batch asked for are kept whole, so
+    that samplers preparing on the same pool embed it once however large it is.
     """
 
     max_rows = 1 << 15
@@ -65,6 +66,7 @@ class FrozenOriginal:
         self.model = frozen_copy(model)
         self.device = uk.resolve_device(None, self.model) if next(self.model.parameters(), None) is not None else torch.device("cpu")
         self._rows: dict[RowKey, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._last: tuple[list[RowKey], torch.Tensor, torch.Tensor] | None = None
 
     def copies(self, model: nn.Module) -> bool:
         """Whether this holds a copy of `model` in its current state: the same parameters and
@@ -81,6 +83,8 @@ class FrozenOriginal:
         unless every row was embedded before. [choice] One new row re-embeds the whole of `x`,
         so a row's output never depends on which rows happened to be new with it."""
         keys = row_keys(x)
+        if self._last is not None and self._last[0] == keys:
+            return self._last[1], self._last[2]
         if all(key in self._rows for key in keys):
             outputs = [self._rows[key] for key in keys]
             features, logits = torch.stack([f for f, _ in outputs]), torch.stack([z for _, z in outputs])
@@ -88,6 +92,7 @@ class FrozenOriginal:
             parts = [uk.features_and_logits(self.model, x[i : i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
             features, logits = (torch.cat(p) for p in zip(*parts))
             self._remember(keys, features, logits)
+        self._last = (keys, features, logits)
         return features, logits
 
     def _remember(self, keys: list[RowKey], features: torch.Tensor, logits: torch.Tensor) -> None:
