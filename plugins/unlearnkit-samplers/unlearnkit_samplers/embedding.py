@@ -1,9 +1,10 @@
 """Vectors the nearest-neighbour samplers compare: inputs, penultimate features, softmax outputs.
 
 The samplers prepared with the same original model share one frozen copy of it
-(`shared_original`), which remembers its outputs per input row: the `feature-nn` and
-`label-nn` queries of one support batch cost one forward pass, their pool caches one pass over
-the pool, and a forget sample seen in an earlier LTU iteration none.
+(`shared_original`), which remembers its outputs per input row (and for the last batch it was
+asked for): the `feature-nn` and `label-nn` queries of one support batch cost one forward pass,
+their pool caches one pass over the pool, and a forget sample seen in an earlier LTU iteration
+none.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def row_keys(x: torch.Tensor) -> list[RowKey]:
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The bytes of `t`: compared as bits, NaN matches NaN and -0.0 differs from 0.0."""
     return t.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
