@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
+from unlearnkit.stopping import StopMonitor
 from unlearnkit.testing import trained_tiny_model
 from unlearnkit_baselines import scrub
 from unlearnkit_baselines._common import sgd
@@ -93,9 +94,26 @@ def test_max_passes_run_in_the_first_max_epochs_epochs_then_min_passes_only(monk
     assert [lr for _, lr in calls] == pytest.approx([0.01] * 4 + [0.01, 0.001, 0.001])
 
 
-def test_scrub_trains_a_student_and_leaves_its_teacher_the_original():
+def test_scrub_with_rewind_runs_its_full_length_and_returns_the_checked_state_closest_to_the_target(monkeypatch):
+    checked = {}
+    check = StopMonitor.check
+
+    def spy(self, model, step):
+        checked[step] = {k: v.clone() for k, v in model.state_dict().items()}
+        return check(self, model, step)
+
+    monkeypatch.setattr(StopMonitor, "check", spy)
     model, task = trained_tiny_model()
-    student = uk.get_unlearner("scrub", lr=0.02, epochs=5, max_epochs=5).unlearn(model, task)
-    assert _kl(student, model, task.forget, 4.0) > 5 * _kl(student, model, task.retain, 4.0)
-    with torch.no_grad():
-        assert uk.accuracy(student(task.retain.x), task.retain.y) >= 95.0
+    settings_ = dict(lr=0.01, epochs=4, max_epochs=4, batch_size=8, forget_batch_size=8)
+    rewind = uk.get_unlearner("scrub", stop="rewind", stop_every=4, **settings_)
+    assert rewind.reads == {"forget", "retain", "val"}  # the target compares D_f with held-out D_val
+    chosen = rewind.unlearn(model, task)
+    info = rewind.run_info
+    steps_per_epoch = -(-len(task.forget) // 8) + -(-len(task.retain) // 8)
+    assert info["stop_reason"] == "rewind" and info["steps"] == max(checked) == 4 * steps_per_epoch
+    assert info["stop_step"] % 4 == 0 and info["stop_step"] < info["steps"]  # rewound to an earlier check
+    assert all(torch.equal(v, checked[info["stop_step"]][k]) for k, v in chosen.state_dict().items())
+    full = uk.get_unlearner("scrub", **settings_).unlearn(model, task)
+    assert all(torch.equal(v, checked[info["steps"]][k]) for k, v in full.state_dict().items())  # the same run, unrewound
+    ua = [uk.evaluate(m, task, attack=None)["UA"] for m in (chosen, full)]
+    assert ua[0] < ua[1]  # the over-forgetting end of the run is what rewinding undoes

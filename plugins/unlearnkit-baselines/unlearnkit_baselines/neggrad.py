@@ -14,7 +14,7 @@ import unlearnkit as uk
 from unlearnkit._validators import in_range, non_negative, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd, stream
+from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch, stream
 
 
 def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta: float) -> torch.Tensor:
@@ -23,7 +23,7 @@ def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta
 
 
 @config_class
-class NegGradPlusConfig:
+class NegGradPlusConfig(uk.StopSettings):
     """SGD on β·CE(D̂_r batch) − (1 − β)·CE(D_f batch), one step per batch of D̂_r.
 
     Reference: meghdadk/SCRUB, `thirdparty/repdistiller/helper/loops.py` (`train_negrad`): each
@@ -73,11 +73,18 @@ class NegGradPlus(uk.Unlearner):
                 x_f = task.augment(x_f, forget_generator)
             return neggrad_plus_loss(retain_loss, F.cross_entropy(model(x_f), y_f), cfg.beta)
 
+        total = cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "neggrad-plus", progress):
             if cfg.beta < 1.0:
                 one_pass = list(uk.batches(task.forget, cfg.forget_batch_size, generator=forget_generator, device=device))
                 forget_batches = itertools.cycle(one_pass)
             data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
-            step = fit(model, optimizer, data, loss_fn, who="neggrad-plus", step=step, augment=task.augment, generator=generator)
-        return model.eval()
+            step = fit(
+                model, optimizer, data, loss_fn, who="neggrad-plus", step=step, augment=task.augment, generator=generator,
+                monitor=monitor,
+            )
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())

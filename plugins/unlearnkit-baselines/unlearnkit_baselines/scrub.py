@@ -14,7 +14,7 @@ import unlearnkit as uk
 from unlearnkit._validators import non_negative, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import Augment, Batch, epochs, fit, sgd
+from unlearnkit_baselines._common import Augment, Batch, epochs, fit, sgd, steps_per_epoch
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -39,6 +39,7 @@ def max_steps(
     step: int,
     augment: Augment = None,
     generator: Optional[torch.Generator] = None,
+    monitor: Optional[uk.StopMonitor] = None,
 ) -> int:
     """One optimiser step per forget batch on −KL(teacher ‖ student): the student moves away on D_f."""
 
@@ -47,7 +48,7 @@ def max_steps(
             teacher_logits = teacher(x)
         return -distill_kl(student(x), teacher_logits, cfg.temperature)
 
-    return fit(student, optimizer, forget_batches, loss_fn, who="scrub", step=step, augment=augment, generator=generator)
+    return fit(student, optimizer, forget_batches, loss_fn, who="scrub", step=step, augment=augment, generator=generator, monitor=monitor)
 
 
 def min_steps(
@@ -60,6 +61,7 @@ def min_steps(
     step: int,
     augment: Augment = None,
     generator: Optional[torch.Generator] = None,
+    monitor: Optional[uk.StopMonitor] = None,
 ) -> int:
     """One optimiser step per retain batch on γ·CE + α·KL(teacher ‖ student): the student keeps D̂_r."""
 
@@ -69,11 +71,11 @@ def min_steps(
         logits = student(x)
         return cfg.gamma * F.cross_entropy(logits, y) + cfg.alpha * distill_kl(logits, teacher_logits, cfg.temperature)
 
-    return fit(student, optimizer, retain_batches, loss_fn, who="scrub", step=step, augment=augment, generator=generator)
+    return fit(student, optimizer, retain_batches, loss_fn, who="scrub", step=step, augment=augment, generator=generator, monitor=monitor)
 
 
 @config_class
-class ScrubConfig:
+class ScrubConfig(uk.StopSettings):
     """Alternating max-steps on D_f and min-steps on D̂_r, the student starting from the teacher.
 
     Reference: meghdadk/SCRUB, `large_scale_unlearning.ipynb` (its SCRUB cell and loop) with
@@ -121,13 +123,20 @@ class Scrub(uk.Unlearner):
         generator = torch.Generator().manual_seed(seed)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
         optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        total = min(cfg.max_epochs, cfg.epochs) * steps_per_epoch(len(task.forget), cfg.forget_batch_size)
+        total += cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
+        shared = dict(augment=task.augment, generator=generator, monitor=monitor)
         step = 0
         for epoch in epochs(cfg.epochs, "scrub", progress):
             for group in optimizer.param_groups:
                 group["lr"] = epoch_lr(cfg.lr, epoch + 1, cfg.lr_decay_epochs, cfg.lr_decay_rate)
             if epoch + 1 <= cfg.max_epochs:
                 data = uk.batches(task.forget, cfg.forget_batch_size, generator=generator, device=device)
-                step = max_steps(model, teacher, data, optimizer, cfg, step=step, augment=task.augment, generator=generator)
-            data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
-            step = min_steps(model, teacher, data, optimizer, cfg, step=step, augment=task.augment, generator=generator)
-        return model.eval()
+                step = max_steps(model, teacher, data, optimizer, cfg, step=step, **shared)
+            if not monitor.stopped:
+                data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
+                step = min_steps(model, teacher, data, optimizer, cfg, step=step, **shared)
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())

@@ -14,7 +14,7 @@ import unlearnkit as uk
 from unlearnkit._validators import non_negative, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import endless_batches, epochs, sgd, stream
+from unlearnkit_baselines._common import endless_batches, epochs, sgd, steps_per_epoch, stream
 
 Mask = dict[str, torch.Tensor]
 
@@ -111,13 +111,22 @@ def forget_step(
                 buffer.copy_(torch.where(m, buffer, start_buffer if start_buffer is not None else 0.0))
 
 
+def retain_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *, step: int) -> None:
+    """One plain cross-entropy step on a D̂_r batch, every weight free to move."""
+    loss = F.cross_entropy(model(x), y)
+    uk.check_finite_loss(loss, "sfron", step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def _momentum(optimizer: torch.optim.Optimizer, p: torch.Tensor, clone: bool = True) -> torch.Tensor | None:
     buffer = optimizer.state.get(p, {}).get("momentum_buffer")
     return buffer.clone() if clone and buffer is not None else buffer
 
 
 @config_class
-class SFRonConfig:
+class SFRonConfig(uk.StopSettings):
     """Masked adaptive gradient ascent on D_f every `forget_every` iterations, a retain step on D̂_r every iteration.
 
     Reference: K1nght/Unified-Unlearning-w-Remain-Geometry, `Classification/unlearn/sfron.py`
@@ -168,6 +177,8 @@ class SFRon(uk.Unlearner):
         forget_batches = endless_batches(task.forget, cfg.batch_size, generator=forget_generator, device=device)
         optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.iterations)
+        total = cfg.iterations + steps_per_epoch(cfg.iterations, cfg.forget_every)  # retain steps + forget steps
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         model.train()
         step = 0
         for t in epochs(cfg.iterations, "sfron", progress):
@@ -178,14 +189,14 @@ class SFRon(uk.Unlearner):
                 alpha = cosine(cfg.forget_alpha, t, cfg.iterations)
                 forget_step(model, x, y, optimizer, mask, alpha=alpha, lambd=cfg.lambd, max_norm=cfg.max_norm, step=step)
                 step += 1
+                if monitor.check(model, step):
+                    break
             x, y = next(retain_batches)
             if task.augment is not None:
                 x = task.augment(x, generator)
-            loss = F.cross_entropy(model(x), y)
-            uk.check_finite_loss(loss, "sfron", step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            retain_step(model, x, y, optimizer, step=step)
             step += 1
             scheduler.step()
-        return model.eval()
+            if monitor.check(model, step):
+                break
+        return monitor.finish(model.eval())

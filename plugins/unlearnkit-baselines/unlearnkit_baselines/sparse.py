@@ -13,7 +13,7 @@ import unlearnkit as uk
 from unlearnkit._validators import FieldError, non_negative, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd
+from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -35,7 +35,7 @@ def l1_weight(alpha: float, epoch: int, epochs: int, no_l1_epochs: int = 0) -> f
 
 
 @config_class
-class L1SparseConfig:
+class L1SparseConfig(uk.StopSettings):
     """SGD on CE(D̂_r) + α_e·‖θ‖₁, α_e decaying linearly over the epochs.
 
     Reference: OPTML-Group/Unlearn-Sparse, `unlearn/FT.py` (`FT_l1` through `FT_iter`,
@@ -77,6 +77,8 @@ class L1Sparse(uk.Unlearner):
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
         optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        total = cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for epoch in epochs(cfg.epochs, "l1-sparse", progress):
             weight = l1_weight(cfg.alpha, epoch, cfg.epochs, cfg.no_l1_epochs)
@@ -85,5 +87,10 @@ class L1Sparse(uk.Unlearner):
                 return F.cross_entropy(model(x), y) + weight * l1_norm(model)
 
             data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
-            step = fit(model, optimizer, data, loss_fn, who="l1-sparse", step=step, augment=task.augment, generator=generator)
-        return model.eval()
+            step = fit(
+                model, optimizer, data, loss_fn, who="l1-sparse", step=step, augment=task.augment, generator=generator,
+                monitor=monitor,
+            )
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())
