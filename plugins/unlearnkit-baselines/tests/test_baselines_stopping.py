@@ -10,7 +10,11 @@ from unlearnkit.testing import trained_tiny_model
 from unlearnkit_baselines.plugin import BASELINES
 
 ITERATIVE = sorted(name for name, (_, config_cls) in BASELINES.items() if issubclass(config_cls, uk.StopSettings))
-SHORT = {"sfron": {"iterations": 40}}  # the rest are short on the tiny task at their defaults
+
+
+def _short(name: str) -> dict:
+    """The settings the contract suite runs `name` with on the tiny task (its defaults, or shorter)."""
+    return getattr(BASELINES[name][0], "contract_config", {})
 
 
 def test_the_later_baselines_are_iterative():
@@ -33,7 +37,7 @@ def test_the_monitor_is_told_the_number_of_steps_the_loop_takes(monkeypatch, nam
     monkeypatch.setattr(StopMonitor, "__init__", init_spy)
     monkeypatch.setattr(StopMonitor, "check", check_spy)
     model, task = trained_tiny_model()
-    unlearner = uk.get_unlearner(name, **SHORT.get(name, {}))
+    unlearner = uk.get_unlearner(name, **_short(name))
     unlearner.unlearn(model, task)
     assert checks == list(range(1, budgets[0] + 1))
     assert unlearner.run_info == {"steps": budgets[0], "stop_reason": "fixed", "guard": 0}
@@ -43,7 +47,7 @@ def test_the_monitor_is_told_the_number_of_steps_the_loop_takes(monkeypatch, nam
 @pytest.mark.parametrize("rule", ["calibrated", "rewind"])
 def test_a_stop_rule_reads_only_declared_parts_and_reports_where_it_stopped(name, rule):
     model, task = trained_tiny_model()
-    unlearner = uk.get_unlearner(name, stop=rule, stop_every=3, **SHORT.get(name, {}))
+    unlearner = uk.get_unlearner(name, stop=rule, stop_every=3, **_short(name))
     assert {"forget", "val"} <= unlearner.reads
     view = task.view(unlearner.reads, who=name)
     unlearner.unlearn(model, view)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -138,23 +138,26 @@ class SFRonConfig(uk.StopSettings):
     both and its lr follows a cosine over `iterations`. The fast forget steps (large, adaptive,
     confined to the salient weights) and the slower retain steps are the paper's fast-slow
     update. Reference values kept: SGD lr 0.01, momentum 0.9, weight decay 5e-4, forget every
-    5 iterations, α = 25, max norm 7, λ = 0.5 (`lambd`, "lambda in the paper"), mask threshold
+    5 iterations, max norm 7, λ = 0.5 (`lambd`, "lambda in the paper"), mask threshold
     1 ("gamma in the paper"); its "adaga" loss (λ = 0 gives its "ga" loss). The reference's
     EMA of the weights runs with β = 1, which leaves the weights unchanged, so it is not
     implemented; its mask is computed once, from the input model, before the loop.
-    [scaled] The reference's 1 500 iterations at batch 128 cover its 45 000 retain samples
-    4.3 times and its 4 500 forget samples 8.5 times; on mnist1d (3 240 retain, 360 forget,
-    batch 64, the original recipe's) `iterations` was chosen on the quick preset's tuning
-    seeds 3 and 4 only (grid and criterion in docs/baselines.md).
+    [scaled] The reference's 1 500 iterations at batch 128 cover its 45 000 retain samples 4.3
+    times and its 4 500 forget samples 8.5 times. On mnist1d (3 240 retain, 360 forget, batch 64,
+    the original recipe's) the CNN1D has memorised D_f (median forget loss 3e-4), so the ascent
+    needs more weight and more passes: `iterations` 660 (13 passes over D_r, 23 over D_f) and
+    `forget_alpha` 250 were chosen on the quick preset's tuning seeds 3 and 4 only (grid and
+    criterion in docs/baselines.md); at the reference's α = 25 nothing is forgotten within 880
+    iterations, and α = 2 500 costs 5-10 points of test accuracy.
     """
 
-    iterations: int = attrs.field(default=220, validator=positive)
+    iterations: int = attrs.field(default=660, validator=positive)
     lr: float = attrs.field(default=0.01, validator=positive)
     batch_size: int = attrs.field(default=64, validator=positive)
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     forget_every: int = attrs.field(default=5, validator=positive)
-    forget_alpha: float = attrs.field(default=25.0, validator=non_negative)
+    forget_alpha: float = attrs.field(default=250.0, validator=non_negative)
     max_norm: float = attrs.field(default=7.0, validator=positive)
     lambd: float = attrs.field(default=0.5, validator=non_negative)
     threshold: float = attrs.field(default=1.0, validator=non_negative)
@@ -168,6 +171,8 @@ class SFRon(uk.Unlearner):
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    #: The contract suite's tiny task: 60 iterations run the same loop as the default 660, 10x faster.
+    contract_config: ClassVar[dict[str, Any]] = {"iterations": 60}
 
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
