@@ -1,8 +1,8 @@
 """`unlearnkit bench`: train the original and Retrain models, run methods, tabulate gaps.
 
-Original and Retrain models are cached in `OUT/cache` by a hash of what determines them;
-each finished row is written to `OUT/results.json` (atomically) as it completes, so an
-interrupted bench resumes where it stopped.
+Original and Retrain models are cached in `OUT/cache` (`unlearnkit.cache.ModelCache`) by a
+hash of what determines them; each finished row is written to `OUT/results.json` (atomically)
+as it completes, so an interrupted bench resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from unlearnkit import distributed, report
-from unlearnkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from unlearnkit.cache import ModelCache
+from unlearnkit.checkpoint import atomic_write_text
 from unlearnkit.config import config_hash, structure_config, unstructure_config
 from unlearnkit.errors import ConfigError, DivergenceError, UsageError
 from unlearnkit.evaluation import evaluate, gap
@@ -211,7 +212,7 @@ class Bench:
         self.recipe_overrides = settings.train
         self.rows: list[dict[str, Any]] = []
         self.manifest = self._manifest()
-        self.cache_dir = self.out / "cache"
+        self.cache = ModelCache(self.out / "cache", writable=rank0)
         self._gold: dict[tuple, tuple] = {}
 
     # -- results.json ----------------------------------------------------------------------
@@ -283,20 +284,12 @@ class Bench:
 
     def _cached_model(self, kind: str, task: UnlearningTask, data_key: dict, train: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, float]:
         s = self.settings
-        key = config_hash({"kind": kind, "dataset": s.dataset, "dataset_config": task.dataset_config, "model": s.model,
-                           "model_config": s.model_config, "recipe": unstructure_config(task.recipe), **data_key})
-        path = self.cache_dir / f"{kind}-{key}.pt"
-        model = build_model(s.model, task, seed=data_key["seed"], config=s.model_config or None)
-        if path.exists():
-            state, meta = load_checkpoint(path)
-            model.load_state_dict(state)
-            return model.to(self.device).eval(), float(meta["train_seconds"])
-        start = time.perf_counter()
-        model = train()
-        seconds = time.perf_counter() - start
-        if self.rank0:
-            save_checkpoint(path, model, {**checkpoint_meta(task, s.model, s.model_config), "val_ratio": s.val_ratio, "kind": kind, "train_seconds": seconds})
-        return model, seconds
+        key = {"dataset": s.dataset, "dataset_config": task.dataset_config, "model": s.model,
+               "model_config": s.model_config, "recipe": unstructure_config(task.recipe), **data_key}
+        model, meta = self.cache.get_or_train(
+            kind, key, build=lambda: build_model(s.model, task, seed=data_key["seed"], config=s.model_config or None),
+            train=train, meta={**checkpoint_meta(task, s.model, s.model_config), "val_ratio": s.val_ratio}, device=self.device)
+        return model, float(meta["train_seconds"])
 
     def original(self, task: UnlearningTask, seed: int) -> tuple[torch.nn.Module, float]:
         """The original model: trained on D_r ∪ D_f with the dataset's recipe."""
