@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnkit.cache import ModelCache, exclusive_lock
+from unlearnkit.cache import ModelCache
+from unlearnkit.locks import exclusive_lock
 from unlearnkit.checkpoint import load_checkpoint, state_digest
 
 KEY = {"dataset": "synthetic", "model": "linear", "seed": 0}

@@ -9,12 +9,9 @@ key waits on that lock and then loads what the first one wrote.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
@@ -22,6 +19,7 @@ from torch import nn
 from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
 from unlearnkit.config import config_hash
 from unlearnkit.errors import CheckpointError
+from unlearnkit.locks import exclusive_lock
 
 
 class ModelCache:
@@ -92,41 +90,3 @@ class ModelCache:
         if path is not None:
             save_checkpoint(path, model, stored)
         return model, {**stored, "unlearnkit_version": __version__}
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path, *, blocking: bool = True, note: str = "") -> Iterator[bool]:
-    """Hold an exclusive `fcntl.flock` on the file `path` (created, and removed on release).
-
-    Yields True once held; with `blocking=False` yields False at once when another process
-    holds it. `note` (e.g. a pid) is written into the file for whoever finds it held. The lock
-    dies with its process, so a crashed holder never leaves a stale lock behind.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            yield False
-            return
-        except BaseException:
-            os.close(fd)
-            raise
-        try:  # the holder we waited for may have removed the file: lock the one now at `path`
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        opened = os.fstat(fd)
-        if current is not None and (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev):
-            break
-        os.close(fd)
-    try:
-        if note:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, note.encode(), 0)
-        yield True
-    finally:
-        path.unlink(missing_ok=True)  # still held: a waiter that opened this file sees it is gone
-        os.close(fd)
