@@ -77,3 +77,10 @@ def test_the_python_api_shows_progress_on_request(ws, capsys):
     assert lines[-1].startswith("bench: 3/3 in ")
     bench.Bench(settings, ws / "quiet").run()
     assert capsys.readouterr().err == ""
+
+
+def test_a_loop_that_stops_early_says_where(capsys):
+    for i in uk.progress_bar(range(10), desc="ltu", unit="iteration"):
+        if i == 3:
+            break
+    assert re.fullmatch(r"ltu: 3/10 iterations in \d+\.\d s", capsys.readouterr().err.strip())
