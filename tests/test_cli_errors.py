@@ -109,6 +109,7 @@ BAD_TRAIN = {
     "toml model option": (["train", "--config", "{ws}/model.toml"], ["$.mlp", "'width'"]),
     "toml forget": (["train", "--config", "{ws}/forget.toml"], ["random:1.5", "(0, 1)"]),
     "missing toml": (["train", "--config", "{ws}/nope.toml"], ["nope.toml", "not found"]),
+    "toml is a folder": (["train", "--config", "{ws}"], ["is a folder; expected a TOML file"]),
     "seed -1": (TRAIN + ["--seed", "-1"], ["--seed", "'-1'"]),
     "seed x": (TRAIN + ["--seed", "x"], ["--seed", "'x'"]),
     "seed too big": (TRAIN + ["--seed", "9" * 30], ["--seed", "9" * 30]),

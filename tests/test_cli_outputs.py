@@ -18,6 +18,7 @@ from unlearnkit import cli
 
 METHOD = "example-head-reset"
 TRAIN_TOML = '[task]\ndataset = "synthetic"\nmodel = "mlp"\n\n[train]\nepochs = 2\n'
+TWO_LABELS = f'[[bench.methods]]\nname = "{METHOD}"\nlabel = "x"\n\n[[bench.methods]]\nname = "{METHOD}"\nlabel = "y"\nepochs = 2\n'
 BENCH = ["bench", "--dataset", "synthetic", "--model", "mlp", "--methods", METHOD, "--attack", "none", "--epochs", "1", "--quiet"]
 
 
@@ -121,6 +122,15 @@ def test_checkpoint_out_that_cannot_be_written_is_refused_before_work(command, w
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_a_data_dir_that_is_a_file_is_refused_in_one_line(command, ws, capsys, no_training):
+    (ws / "notes").write_text("x")
+    argv = ["train", "--config", ws / "t.toml", "--out", ws / "a.pt"] if command == "train" else BENCH + ["--out", ws / "bench"]
+    code, _, err = run(argv + ["--data-dir", ws / "notes" / "data"], capsys)
+    assert_usage_error(code, err, "--data-dir", "notes", "is a file")
+    assert not (ws / "a.pt").exists() and not (ws / "bench").exists()
+
+
 # -- bug 3: outputs get the mode a plain write gives --------------------------------------------
 
 
@@ -138,10 +148,23 @@ def test_outputs_get_the_mode_a_plain_write_gives(ws, checkpoint, capsys):
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o644" for p in files}
 
 
+# -- bug 2: the manifest describes exactly the rows beside it ----------------------------------
+
+
+def test_a_bench_with_fewer_methods_in_the_same_out_writes_only_its_rows(ws, capsys):
+    (ws / "two.toml").write_text(TWO_LABELS)
+    argv = BENCH[:6] + ["{methods}"] + BENCH[7:] + ["--config", ws / "two.toml", "--out", ws / "bench"]
+    assert run([a if a != "{methods}" else f"{METHOD},x,y" for a in argv], capsys)[0] == 0
+    code, out, err = run([a if a != "{methods}" else "y" for a in argv], capsys)
+    assert code == 0, err
+    results = json.loads((ws / "bench" / "results.json").read_text())
+    rows = [r["method"] for r in results["rows"]]
+    assert rows == ["original", "retrain", "y"] == [m["label"] for m in results["manifest"]["config"]["methods"]]
+    assert {e["method"] for e in results["summary"]} == set(rows) and "| x |" not in out
+    assert "2 earlier rows this run does not ask for were set aside" in err
+
+
 # -- bug 6: a bench run owns its output folder --------------------------------------------------
-
-
-TWO_LABELS = f'[[bench.methods]]\nname = "{METHOD}"\nlabel = "x"\n\n[[bench.methods]]\nname = "{METHOD}"\nlabel = "y"\nepochs = 2\n'
 
 
 def _bench_process(out: Path, methods: str, *extra: str) -> subprocess.Popen:

@@ -91,6 +91,16 @@ def _seed(text: str) -> int:
     return int(text.strip().lstrip("0") or "0")
 
 
+def _folder(text: str) -> str:
+    """A folder that exists or can be made (datasets are generated or downloaded into it)."""
+    for path in (Path(text), *Path(text).absolute().parents):
+        if path.exists():
+            if not path.is_dir():
+                raise argparse.ArgumentTypeError(f"{str(path)!r} is a file; expected a folder")
+            return text
+    return text
+
+
 def _device(name: Optional[str]) -> str:
     """The device to run on; under torchrun, joins the process group first (only rank 0 prints)."""
     if name in (None, "auto"):
@@ -108,7 +118,8 @@ def _device(name: Optional[str]) -> str:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="run configuration; command-line options win over it (see docs/configuration.md)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda when present, else cpu)")
-    p.add_argument("--data-dir", default=None, metavar="DIR", help="where datasets live (default: $UNLEARNKIT_DATA_DIR or ~/.cache/unlearnkit)")
+    p.add_argument("--data-dir", type=_folder, default=None, metavar="DIR",
+                   help="where datasets live (default: $UNLEARNKIT_DATA_DIR or ~/.cache/unlearnkit)")
     p.add_argument("--download", action="store_true", help="download torchvision datasets when missing")
     p.add_argument("--quiet", action="store_true",
                    help="no progress (on a terminal progress shows as bars, in a log as one line per finished stage)")
