@@ -238,7 +238,14 @@ class Bench:
 
     def load_previous(self) -> tuple[int, int]:
         """Reuse the finished rows of earlier runs of the same setting that this configuration asks
-        for, and set the others aside; refuse a different setting. Returns (reused, set aside)."""
+        for, and set the others aside; refuse a different setting. Returns (reused, set aside).
+        Under torchrun rank 0 reads and moves the rows, and the other ranks receive what it kept."""
+        aside = self._take_previous() if self.rank0 else []
+        self.rows, self.manifest["split_hashes"], self.manifest["train_seconds"], n_aside = distributed.broadcast_object(
+            (self.rows, self.manifest["split_hashes"], self.manifest["train_seconds"], len(aside)))
+        return len(self.rows), n_aside
+
+    def _take_previous(self) -> list[dict[str, Any]]:
         results = self._read_previous(self.results_path) or {"manifest": {}, "rows": []}
         set_aside = self._read_previous(self.out / SET_ASIDE) or {"manifest": {}, "rows": []}
         found: dict[str, dict[str, Any]] = {}
@@ -252,13 +259,13 @@ class Bench:
         combos = {f"{j.forget}/seed{j.seed}" for j in self.jobs}
         for key, values in known.items():
             self.manifest[key].update({k: v for k, v in values.items() if k in combos})
-        if self.rank0 and found:  # at each step every row is in results.json or the set-aside file
+        if found:  # at each step every row is in results.json or the set-aside file
             newly = [row for row in aside if row not in set_aside["rows"]]
             if newly:
                 self._write_set_aside(set_aside["rows"] + newly, known)
             self.save()
             self._write_set_aside(aside, known)
-        return len(self.rows), len(aside)
+        return aside
 
     def _read_previous(self, path: Path) -> Optional[dict[str, Any]]:
         if not path.exists():

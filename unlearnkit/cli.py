@@ -416,9 +416,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     runner = bench_mod.Bench(settings, out, device=device, progress=not args.quiet, rank0=distributed.is_main())
     with owned_dir(out, wait=args.wait, waiting=lambda line: print(line, file=sys.stderr, flush=True)) if runner.rank0 else contextlib.nullcontext():
         reused, set_aside = runner.load_previous()
-        if reused and not args.quiet:
+        if reused and runner.rank0 and not args.quiet:
             print(f"resuming: {reused} finished rows reused from {runner.results_path}", file=sys.stderr)
-        if set_aside:
+        if set_aside and runner.rank0:
             print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {out / bench_mod.SET_ASIDE}",
                   file=sys.stderr)
         results = runner.run()
