@@ -9,6 +9,7 @@ key waits on that lock and then loads what the first one wrote.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from unlearnkit import distributed
 from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
 from unlearnkit.config import config_hash
 from unlearnkit.errors import CheckpointError
@@ -49,18 +51,21 @@ class ModelCache:
         its model is saved (atomically) with `meta` plus `kind` and `train_seconds`. A file
         that is truncated, tampered with, of another kind or of another shape is never loaded:
         it is trained anew and replaced. A cache made with `writable=False` (torchrun ranks
-        other than 0) never writes nor locks: it loads a valid checkpoint or trains in step
-        with rank 0.
+        other than 0) never writes nor locks; under torchrun every rank loads or trains as
+        rank 0 decided, so they train together when it trains.
         """
         path = self.path(kind, key)
         found = self._load(path, kind, build)
-        if found is None and self.writable:
-            with exclusive_lock(path.with_name(path.name + ".lock")):
+        missing = self.writable and found is None
+        with exclusive_lock(path.with_name(path.name + ".lock")) if missing else contextlib.nullcontext():
+            if missing:
                 found = self._load(path, kind, build)  # written by the process we waited for
-                if found is None:
-                    found = self._train(path, kind, train, meta)
-        elif found is None:
-            found = self._train(None, kind, train, meta)
+            if distributed.broadcast_object(found is None):  # under torchrun every rank does what rank 0 found
+                found = self._train(path if self.writable else None, kind, train, meta)
+            elif found is None:  # rank 0 found it (after waiting for its writer); this rank did not yet
+                found = self._load(path, kind, build)
+        if found is None:
+            raise CheckpointError(f"the cached {kind} model {str(path)!r} that rank 0 found cannot be read on this rank")
         model, stored = found
         return model.to(device).eval(), stored
 

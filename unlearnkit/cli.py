@@ -93,11 +93,9 @@ def _seed(text: str) -> int:
 
 def _folder(text: str) -> str:
     """A folder that exists or can be made (datasets are generated or downloaded into it)."""
-    for path in (Path(text), *Path(text).absolute().parents):
-        if path.exists():
-            if not path.is_dir():
-                raise argparse.ArgumentTypeError(f"{str(path)!r} is a file; expected a folder")
-            return text
+    existing = next(p for p in (Path(text), *Path(text).absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is a file; expected a folder")
     return text
 
 
