@@ -190,3 +190,18 @@ def test_mi_fit_keeps_the_step_that_generalises_and_its_gradients_stay_small(nam
     with torch.no_grad():
         p = early.predict_proba(*probe)
     assert abs(float(p.mean()) - 0.5) < 0.1  # close to chance, as it should be on pure noise
+
+
+def test_mi_fit_ends_after_patience_checks_without_improvement(monkeypatch) -> None:
+    # Pure noise: the held-out loss stops improving early, so fitting ends long before `steps`.
+    members, non_members = _logits(11, 200, 3.0), _logits(12, 200, 3.0)
+    steps = []
+    real = torch.optim.Adam.step
+
+    def counting(self, *args, **kwargs):
+        steps.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting)
+    uk.get_attack("mi-mlp-sorted", holdout=0.2, steps=2000, check_every=10, patience=3).fit(members, non_members)
+    assert 30 <= len(steps) < 2000

@@ -35,8 +35,9 @@ class MiLogRegConfig:
     weights, the subsample and the held-out split. `balance`: "weight" gives each side half the
     loss whatever its size; "subsample" trains on equally many of each, a seeded sample of the
     larger side. `holdout`: the fraction of each side kept out of training; the returned model
-    is the one of the step (checked every `check_every`) with the lowest balanced BCE on it
-    (0 = no held-out part: the model after `steps` steps)."""
+    is the one of the step (checked every `check_every`) with the lowest balanced BCE on it, and
+    fitting ends after `patience` checks without a better one (0 = no held-out part: the model
+    after `steps` steps)."""
 
     steps: int = attrs.field(default=300, validator=positive)
     lr: float = attrs.field(default=0.05, validator=positive)
@@ -44,6 +45,7 @@ class MiLogRegConfig:
     balance: str = attrs.field(default="weight", validator=one_of(*BALANCE))
     holdout: float = attrs.field(default=0.2, validator=in_range(0.0, 0.5, high_open=True))
     check_every: int = attrs.field(default=10, validator=positive)
+    patience: int = attrs.field(default=5, validator=positive)
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -62,6 +64,7 @@ class MiMlpConfig:
     balance: str = attrs.field(default="subsample", validator=one_of(*BALANCE))
     holdout: float = attrs.field(default=0.2, validator=in_range(0.0, 0.5, high_open=True))
     check_every: int = attrs.field(default=10, validator=positive)
+    patience: int = attrs.field(default=5, validator=positive)
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -162,10 +165,13 @@ class NeuralMIAttack(MembershipAttack):
         model = nn.Sequential(_Standardize(mean.cpu(), std.cpu()), net).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         held = _balanced(held_in, held_out) if len(held_in) and len(held_out) else None
-        best = (float("inf"), None)
+        best, since_best = (float("inf"), None, 0), 0
         for step in range(self.config.steps + 1):
             if held is not None and (step % self.config.check_every == 0 or step == self.config.steps):
-                best = self._keep_best(model, held, best)
+                best = self._keep_best(model, held, best, step)
+                since_best = 0 if best[2] == step else since_best + 1
+                if since_best >= self.config.patience:
+                    break
             if step == self.config.steps:
                 break
             loss = _balanced_bce(model(x).squeeze(-1), target, weight)
@@ -180,12 +186,12 @@ class NeuralMIAttack(MembershipAttack):
         return self
 
     @staticmethod
-    def _keep_best(model: nn.Module, held: tuple, best: tuple) -> tuple:
-        """(held-out loss, state) of the better of `best` and `model` now (the latest on ties)."""
+    def _keep_best(model: nn.Module, held: tuple, best: tuple, step: int) -> tuple:
+        """(held-out loss, state, step) of the better of `best` and `model` now (the latest on ties)."""
         with torch.no_grad():
             loss = float(_balanced_bce(model(held[0]).squeeze(-1), held[1], held[2]))
         if loss <= best[0]:
-            return loss, {k: v.clone() for k, v in model.state_dict().items()}
+            return loss, {k: v.clone() for k, v in model.state_dict().items()}, step
         return best
 
     def _subsample(self, x_in: torch.Tensor, x_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ import unlearnkit as uk
 from unlearnkit import MembershipAttack, Sampler, UsageError, distributed
 
 from unlearnkit_ltu import meta
-from unlearnkit_ltu.config import ABLATIONS, LtuConfig
+from unlearnkit_ltu.config import ABLATIONS, LtuConfig, iterations_for
 
 WHO = "ltu"
 LOGIT_EPS = 1e-6
@@ -262,8 +262,9 @@ class LtuUnlearner(uk.Unlearner):
 
     def run(self, model: nn.Module, task: Any, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         run = self.prepare(model, task, seed=seed, device=device, progress=progress)
-        monitor = uk.StopMonitor(self, model, task, total_steps=self.config.iterations, seed=seed, device=device)
-        for step in uk.progress_bar(range(1, self.config.iterations + 1), desc=WHO, unit="iteration", enabled=progress):
+        total = iterations_for(self.config, task)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
+        for step in uk.progress_bar(range(1, total + 1), desc=WHO, unit="iteration", enabled=progress):
             run.iteration()
             if monitor.check(model, step):
                 break
