@@ -64,7 +64,9 @@ def test_harmonize_config_is_validated_with_the_field_path():
 def test_harmonize_is_the_plain_sum_unless_the_gradients_conflict(pair):
     remember, forget = pair
     out = uk.get_combiner("harmonize").combine(remember, forget)
-    if dot(remember, forget) >= 0:
+    # Clearly not conflicting: exactly the sum. Within rounding of zero the sign of g_r·g_f
+    # depends on the summation order, and either branch gives the same vector to within it.
+    if dot(remember, forget) > 1e-12 * float(flat(remember).norm() * flat(forget).norm()):
         for o, r, f in zip(out, remember, forget):
             assert torch.equal(o, r + f)
     torch.testing.assert_close(flat(out), reference(remember, forget, "remember"), rtol=1e-9, atol=1e-9 * peak(remember + forget))

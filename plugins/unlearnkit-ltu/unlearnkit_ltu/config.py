@@ -65,11 +65,11 @@ class LtuConfig(StopSettings):
     query_size: int = attrs.field(default=21, validator=positive)  # n_q, per sampler: 3 sets ≈ one forget batch
     audit_size: int = attrs.field(default=32, validator=positive)  # samples of B_f, and as many of D̂_r, in A
     inner_lr: float = attrs.field(default=0.05, validator=positive)  # α, eq. 2
-    beta: float = attrs.field(default=3.0, validator=non_negative)  # β, eq. 4 (paper: 1; docs/ltu.md, tuning)
-    lr: float = attrs.field(default=0.002, validator=positive)  # η, eq. 5
+    beta: float = attrs.field(default=1.0, validator=non_negative)  # β, eq. 4
+    lr: float = attrs.field(default=5e-4, validator=positive)  # η, eq. 5
     momentum: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0, high_open=True))
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
-    max_grad_norm: float = attrs.field(default=10.0, validator=non_negative)  # bound on ‖g_r‖, ‖g_f‖; 0 = off
+    max_grad_norm: float = attrs.field(default=0.0, validator=non_negative)  # beyond the paper: bound on ‖g_r‖, ‖g_f‖; 0 = off
     samplers: tuple[str, ...] = attrs.field(default=("feature-nn", "label-nn", "random"), validator=_names(1))
     sampler_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("samplers"))
     bank: tuple[str, ...] = attrs.field(default=("mi-logreg", "mi-mlp-sorted", "mi-mlp-label"), validator=_names(2))
