@@ -18,13 +18,14 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from unlearnkit import distributed, report
+from unlearnkit import distributed, report, sequential
 from unlearnkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from unlearnkit.config import config_hash, structure_config, unstructure_config
 from unlearnkit.errors import ConfigError, DivergenceError, UsageError
 from unlearnkit.evaluation import evaluate, gap
 from unlearnkit.plugins import registry
 from unlearnkit.registry import build_model, get_unlearner, make_config
+from unlearnkit.registry import resolve as resolve_component
 from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
 from unlearnkit.training import TrainConfig, train_model
 
@@ -44,6 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu")  # the paper's Table 2
 ACCESS_LEVELS = (0.1, 0.3)
+TABLES = ("main", "access", "ablation", "sequential")
 RESERVED = ("name", "label", "retain_access")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
 
@@ -83,9 +85,10 @@ class Job:
     forget: str
     retain_access: float
     seed: int
+    request: int = 0  # the `sequential` table's request number
 
     def key(self) -> tuple:
-        return (self.table, self.spec.label, self.forget, self.retain_access, self.seed)
+        return (self.table, self.spec.label, self.forget, self.retain_access, self.seed, self.request)
 
 
 def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]:
@@ -135,11 +138,11 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise UsageError(f"seeds must be distinct non-negative integers, got {seeds!r}")
     tables = tuple(merged["tables"])
-    unknown = [t for t in tables if t not in ("main", "access", "ablation")]
+    unknown = [t for t in tables if t not in TABLES]
     if unknown:
-        raise UsageError(f"unknown table {unknown[0]!r}; expected main, access or ablation")
-    registry.get("dataset", merged["dataset"])
-    registry.get("model", merged["model"])
+        raise UsageError(f"unknown table {unknown[0]!r}; expected one of {', '.join(TABLES)}")
+    resolve_component("dataset", merged["dataset"])
+    resolve_component("model", merged["model"])
     attack = merged.get("attack", "svc-confidence")
     if attack not in ("", "none"):
         registry.get("attack", attack)  # an unknown name fails now, not after the models are trained
@@ -190,10 +193,14 @@ def _unlearner_class(name: str) -> type:
 
 
 def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> list[Job]:
-    """Tables 2-4 for each method with the settings of its (first) entry in the main table."""
+    """Tables 2-4 and the sequential requests for each method with the settings of its (first) entry in the main table."""
     configs: dict[str, dict] = {}
     for spec in settings.methods:
         configs.setdefault(spec.name, spec.config)
+    if table == "sequential":
+        gamma = {s.label: s.retain_access or settings.retain_access or _paper_gamma(s.name) for s in settings.methods}
+        return [Job(table, spec, sequential.REQUEST_SPEC, gamma[spec.label], seed, k)
+                for k in range(1, sequential.REQUESTS + 1) for spec in settings.methods]
     if table == "access":
         return [Job(table, MethodSpec(n, n, None, configs[n]), forget, g, seed) for n in ACCESS_METHODS if n in configs for g in ACCESS_LEVELS]
     return [  # each method's own ablations (`Unlearner.ablations`), e.g. LTU's Tables 3-4
@@ -213,6 +220,7 @@ class Bench:
         self.manifest = self._manifest()
         self.cache_dir = self.out / "cache"
         self._gold: dict[tuple, tuple] = {}
+        self.chains: dict[tuple, Any] = {}  # the sequential table's models between requests
 
     # -- results.json ----------------------------------------------------------------------
     @property
@@ -239,7 +247,7 @@ class Bench:
         return len(rows)
 
     def _row_key(self, row: dict[str, Any]) -> tuple:
-        return (row["table"], row["method"], row["forget"], row["retain_access"], row["seed"])
+        return (row["table"], row["method"], row["forget"], row["retain_access"], row["seed"], row.get("request", 0))
 
     def save(self) -> None:
         if not self.rank0:
@@ -277,7 +285,7 @@ class Bench:
     def task(self, forget: str, seed: int, retain_access: float = 1.0) -> UnlearningTask:
         s = self.settings
         task = make_task(s.dataset, forget=forget, retain_access=retain_access, seed=seed, val_ratio=s.val_ratio,
-                         data_dir=s.data_dir, download=s.download, dataset_config=s.dataset_config)
+                         data_dir=s.data_dir, download=s.download, dataset_config=s.dataset_config, progress=not self.quiet)
         task.recipe = apply_recipe(task.recipe, self.recipe_overrides)
         return task
 
@@ -325,6 +333,8 @@ class Bench:
         return self._gold[key]
 
     def run_job(self, job: Job) -> dict[str, Any]:
+        if job.table == "sequential":
+            return sequential.run_job(self, job)
         original, gold, gold_seconds, gold_metrics = self._reference(job.forget, job.seed)
         task = self.task(job.forget, job.seed, job.retain_access)
         if job.spec.name == "original":
@@ -390,7 +400,7 @@ def checkpoint_meta(task: UnlearningTask, model: str, model_config: dict) -> dic
     """What a checkpoint records about how its model was made."""
     return {"dataset": task.dataset, "dataset_config": task.dataset_config, "model": model, "model_config": model_config,
             "num_classes": task.num_classes, "input_shape": list(task.input_shape), "seed": task.seed,
-            "recipe": unstructure_config(task.recipe)}
+            "recipe": unstructure_config(task.recipe), **task.data_record()}
 
 
 def versions() -> dict[str, str]:
