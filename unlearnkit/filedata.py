@@ -132,6 +132,8 @@ def npz(config: NpzConfig, data_dir: Path, download: bool = False) -> DatasetBun
             if missing:
                 raise UsageError(f"{where} lacks {', '.join(missing)} (it has: {', '.join(arrays.files) or 'nothing'})")
             data = {k: _array(arrays, k, where) for k in ("x_train", "y_train", "x_test", "y_test", "ids_train", "class_names") if k in arrays.files}
+    except UsageError:
+        raise
     except FileNotFoundError:
         raise UsageError(f"{where} not found") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

@@ -120,6 +120,8 @@ def torchvision_model(config: TorchvisionConfig, input_shape: tuple[int, ...], n
     import torchvision.models as tvm
 
     name = config.arch
+    if not name:
+        raise UsageError("model torchvision needs an architecture: torchvision:NAME, e.g. torchvision:resnet50")
     classifiers = tvm.list_models(module=tvm)
     examples = "resnet18, resnet50, vit_b_16, convnext_tiny, efficientnet_b0, mobilenet_v3_small"
     if name not in classifiers:

@@ -30,7 +30,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UsageError(f"{where} refused: {_refusal(exc)}; save the model's state_dict(), not the model object") from None
+        reason = _refusal(exc)
+        hint = "; save the model's state_dict(), not the model object" if "holds code" in reason else ""
+        raise UsageError(f"{where} refused: {reason}{hint}") from None
     except Exception as exc:  # truncated, empty, not a torch file
         raise UsageError(f"{where} is unreadable (not a torch.save file, or truncated): {type(exc).__name__}") from None
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
