@@ -14,7 +14,8 @@ from typing import Any, Optional
 import attrs
 
 from unlearnkit.errors import CheckpointError, UsageError
-from unlearnkit.tasks import ForgetSpec, UnlearningTask, ids_digest, make_task, parse_forget
+from unlearnkit.data import DatasetBundle
+from unlearnkit.tasks import ForgetSpec, UnlearningTask, ids_digest, load_bundle, make_task, parse_forget
 
 
 def recorded_forget(meta: dict[str, Any], **task_options: Any) -> Optional[tuple[int, ...]]:
@@ -49,6 +50,8 @@ def checkpoint_task(meta: dict[str, Any], forget: Optional[str], *, extend: bool
     options = {"retain_access": retain_access, "seed": int(meta.get("seed", 0)), "val_ratio": float(meta.get("val_ratio", 0.1)),
                "val_from": meta.get("val_from", "train"), "data_dir": data_dir, "download": download,
                "dataset_config": meta.get("dataset_config") or None, "progress": progress}
+    bundle, _ = load_bundle(meta["dataset"], options["dataset_config"], data_dir, download, progress)
+    _check_data(meta, bundle)
     recorded = recorded_forget(meta, **options)
     label = forget_label(meta)
     if recorded is not None and not extend and forget and str(parse_forget(forget)) != label:
@@ -57,7 +60,6 @@ def checkpoint_task(meta: dict[str, Any], forget: Optional[str], *, extend: bool
         raise UsageError("--forget is required: random:RATIO, class:K, indices:FILE or ids:FILE")
     if extend or recorded is None:
         task = make_task(meta["dataset"], forget=forget, **options)
-        _check_data(meta, task)
         if recorded is None:
             return task
         asked = set(task.forget.indices.tolist())
@@ -68,21 +70,21 @@ def checkpoint_task(meta: dict[str, Any], forget: Optional[str], *, extend: bool
     else:
         union, request = recorded, None
     task = make_task(meta["dataset"], forget=ForgetSpec("indices", union), **options)
-    _check_data(meta, task)
     task.request = request
     return task
 
 
-def _check_data(meta: dict[str, Any], task: UnlearningTask) -> None:
-    if task.num_classes != int(meta["num_classes"]) or list(task.input_shape) != list(meta["input_shape"]):
+def _check_data(meta: dict[str, Any], data: DatasetBundle) -> None:
+    """The dataset still has the classes, input shape and (when recorded) content of the checkpoint's."""
+    if data.num_classes != int(meta["num_classes"]) or list(data.input_shape) != list(meta["input_shape"]):
         raise CheckpointError(
             f"checkpoint expects {meta['num_classes']} classes of shape {meta['input_shape']}, but {meta['dataset']!r} has "
-            f"{task.num_classes} of shape {list(task.input_shape)}"
+            f"{data.num_classes} of shape {list(data.input_shape)}"
         )
     recorded = meta.get("dataset_fingerprint")
-    if recorded and task.fingerprint != recorded:
+    if recorded and data.fingerprint != recorded:
         raise CheckpointError(
-            f"dataset {meta['dataset']!r} has changed since the checkpoint was made (content SHA-256 {str(task.fingerprint)[:12]}..., "
+            f"dataset {meta['dataset']!r} has changed since the checkpoint was made (content SHA-256 {str(data.fingerprint)[:12]}..., "
             f"recorded {recorded[:12]}...); unlearning and its report need the data the model was trained on"
         )
 
