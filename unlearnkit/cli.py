@@ -355,7 +355,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             after=after, seconds=seconds, attack=attack, source=str(args.checkpoint), output=str(out), model=new,
             request_spec=unlearned["forget"], requests=len(record["requests"]), versions=bench_mod.versions())
         deletion.write_report(report_paths, report)
-    print(f"{name} forgot {task.request.new} new samples ({unlearned['forget']}; forget set now {len(task.forget)}) in {seconds:.1f}s: "
+    print(f"{name} forgot {task.request.new} new sample(s) ({unlearned['forget']}; forget set now {len(task.forget)}) in {seconds:.1f}s: "
           f"forget-set accuracy {before['forget_accuracy']:.1f}% -> {after['forget_accuracy']:.1f}% (unseen data: "
           f"{after['unseen_accuracy']:.1f}%); wrote {out} and {report_paths[1]}")
     return 0
