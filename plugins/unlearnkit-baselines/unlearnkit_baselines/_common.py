@@ -97,12 +97,14 @@ def fit(
     generator: Optional[torch.Generator] = None,
     after_backward: Optional[Callable[[], None]] = None,
     after_step: Optional[Callable[[], None]] = None,
+    monitor: Optional[uk.StopMonitor] = None,
 ) -> int:
     """One optimiser step per batch on `loss_fn(x, y)`; returns the step counter after the last one.
 
     `augment(x, generator)` is applied to each batch's inputs first; a NaN or infinite loss
     raises `DivergenceError` naming `who` and the step. `after_backward` may edit gradients,
-    `after_step` the parameters.
+    `after_step` the parameters. With a `monitor`, it is checked after every step and the
+    epoch ends early when it stops (`monitor.stopped`).
     """
     model.train()
     for x, y in batches:
@@ -118,4 +120,11 @@ def fit(
         if after_step is not None:
             after_step()
         step += 1
+        if monitor is not None and monitor.check(model, step):
+            break
     return step
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in one pass over `n` samples in batches of `batch_size` (last one partial)."""
+    return -(-n // batch_size)

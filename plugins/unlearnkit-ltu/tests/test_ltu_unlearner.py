@@ -103,7 +103,7 @@ def test_run_with_batch_norm_keeps_running_statistics(doubles):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"iterations": 0}, r"\$.ltu.iterations: must be > 0, got 0"),
+        ({"iterations": -1}, r"\$.ltu.iterations: must be >= 0, got -1"),
         ({"bank": ["mi-logreg"]}, r"\$.ltu.bank: needs at least 2"),
         ({"bank": ["a", "a"]}, r"\$.ltu.bank: names must be distinct"),
         ({"samplers": []}, r"\$.ltu.samplers: needs at least 1"),
@@ -122,3 +122,16 @@ def test_bad_settings_name_the_field(overrides, message):
 def test_config_round_trips():
     config = LtuConfig(samplers=("random",), sampler_configs={"random": {}}, combiner_config={"protect": "both"})
     assert uk.structure_config(LtuConfig, uk.unstructure_config(config)) == config
+
+
+def test_length_from_budget_is_a_fraction_of_retraining_cost(doubles, tiny):
+    from unlearnkit_ltu.config import ITERATION_COST, iterations_for
+
+    model, task = tiny
+    retrain_steps = task.recipe.epochs * len(task.retain_full) / task.recipe.batch_size
+    config = LtuConfig(budget=0.5)
+    assert iterations_for(config, task) == round(0.5 * retrain_steps / ITERATION_COST)
+    assert iterations_for(LtuConfig(budget=0.5, iterations=7), task) == 7  # an explicit T wins
+    ltu = uk.get_unlearner("ltu", doubles.config(iterations=0, budget=0.5))
+    ltu.unlearn(model, task, seed=0)
+    assert ltu.run_info["steps"] == iterations_for(config, task) and ltu.run_info["stop_reason"] == "fixed"

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from unlearnkit import config_class
+from unlearnkit import StopSettings, config_class
 from unlearnkit._validators import FieldError, in_range, non_negative, positive
 
 
@@ -40,7 +40,7 @@ def _configs_for(names_field: str) -> Any:
 
 
 @config_class
-class LtuConfig:
+class LtuConfig(StopSettings):
     """Settings of `ltu` (Learning to Unlearn, Huang et al., ECCV 2024).
 
     Length: `iterations` meta-updates T (the primary setting); each draws one forget batch,
@@ -59,7 +59,8 @@ class LtuConfig:
     (w/ iterative Grad); see `unlearnkit_ltu.ABLATIONS`.
     """
 
-    iterations: int = attrs.field(default=90, validator=positive)
+    iterations: int = attrs.field(default=0, validator=non_negative)  # T; 0 = from `budget`
+    budget: float = attrs.field(default=0.2, validator=positive)  # with iterations = 0: T costs this fraction of retraining
     forget_batch_size: int = attrs.field(default=64, validator=positive)
     query_size: int = attrs.field(default=21, validator=positive)  # n_q, per sampler: 3 sets ≈ one forget batch
     audit_size: int = attrs.field(default=32, validator=positive)  # samples of B_f, and as many of D̂_r, in A
@@ -86,6 +87,22 @@ class LtuConfig:
             raise FieldError("forget_feedback", "remember_feedback and forget_feedback cannot both be false (no gradient left)")
         if not self.combiner.strip():
             raise FieldError("combiner", f"must name a registered combiner, got {self.combiner!r}")
+
+
+#: The cost of one LTU iteration in plain SGD steps of the same batch size (both feedbacks,
+#: second order; `benchmarks/ltu_cost.py` measures 7.6–8.7 on CNN1D): turns `budget` into T.
+ITERATION_COST = 8.0
+
+
+def iterations_for(config: LtuConfig, task: Any) -> int:
+    """T: `config.iterations`, or when 0 the iterations costing `config.budget` of retraining
+    with the task's recipe (`epochs` passes over |D_r| = |D̂_r| / γ in batches of `batch_size`)."""
+    if config.iterations:
+        return config.iterations
+    recipe = task.recipe
+    retain = len(task.retain) / task.retain_access
+    retrain_steps = recipe.epochs * retain / recipe.batch_size
+    return max(1, round(config.budget * retrain_steps / ITERATION_COST))
 
 
 #: The paper's ablations (its Tables 3 and 4) as overrides of `LtuConfig`.

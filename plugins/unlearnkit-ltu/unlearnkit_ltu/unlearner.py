@@ -30,7 +30,7 @@ import unlearnkit as uk
 from unlearnkit import MembershipAttack, Sampler, UsageError, distributed
 
 from unlearnkit_ltu import meta
-from unlearnkit_ltu.config import ABLATIONS, LtuConfig
+from unlearnkit_ltu.config import ABLATIONS, LtuConfig, iterations_for
 
 WHO = "ltu"
 LOGIT_EPS = 1e-6
@@ -65,6 +65,7 @@ class LtuRun:
     def __init__(self, config: LtuConfig, model: nn.Module, task: Any, *, seed: int, device: torch.device):
         cfg = self.config = config
         self.model, self.device, self.step = model, device, 0
+        self.clipped = 0  # iterations where max_grad_norm scaled g_r or g_f down
         model.eval()  # BN on running statistics throughout (module docstring)
         self.params: meta.Params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.forward = meta.functional_forward(model, dict(model.named_buffers()))
@@ -176,13 +177,15 @@ class LtuRun:
         if self.config.remember_feedback:
             remember = self.remembering_feedback(forget_x, forget_y)
             losses.update(remember_tune=remember.tune_loss, remember_test=remember.test_loss)
-            g_remember = meta.clip_norm(remember.gradient, self.config.max_grad_norm)
+            g_remember = remember.gradient
         if self.config.forget_feedback:
             forgetting = self.forgetting_feedback(forget_x, forget_y)
             losses.update(forget_tune=forgetting.tune_loss, forget_test=forgetting.test_loss)
-            g_forget = meta.clip_norm(forgetting.gradient, self.config.max_grad_norm)
+            g_forget = forgetting.gradient
         values = torch.stack(list(losses.values())).tolist()  # one device sync per iteration
         uk.check_finite_loss(torch.tensor(sum(values)), WHO, self.step)
+        (g_remember, scaled_r), (g_forget, scaled_f) = self._bound(g_remember), self._bound(g_forget)
+        self.clipped += scaled_r or scaled_f
         if self.combiner is not None:
             gradient = self.combiner.combine(g_remember, g_forget)  # eq. 12
         else:
@@ -190,6 +193,12 @@ class LtuRun:
         meta.meta_update(self.optimizer, self.params, gradient)
         self.step += 1
         return dict(zip(losses, values))
+
+    def _bound(self, gradient: Optional[list[torch.Tensor]]) -> tuple[Optional[list[torch.Tensor]], bool]:
+        """`max_grad_norm` (beyond the paper; off by default) applied to one feedback gradient."""
+        if gradient is None:
+            return None, False
+        return meta.clip_norm(gradient, self.config.max_grad_norm)
 
     def finish(self) -> nn.Module:
         """The unlearned model, in eval mode, without gradients."""
@@ -241,9 +250,14 @@ class LtuUnlearner(uk.Unlearner):
 
     def run(self, model: nn.Module, task: Any, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         run = self.prepare(model, task, seed=seed, device=device)
-        for _ in tqdm(range(self.config.iterations), desc=WHO, disable=not progress, leave=False):
+        total = iterations_for(self.config, task)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
+        for step in tqdm(range(1, total + 1), desc=WHO, disable=not progress, leave=False):
             run.iteration()
-        return run.finish()
+            if monitor.check(model, step):
+                break
+        self.run_info["clipped"] = run.clipped
+        return monitor.finish(run.finish())
 
 
 def _take(pair: Sequence[torch.Tensor], positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
