@@ -93,7 +93,7 @@ def build_report(
                     "train": len(task.train), "val": len(task.val), "test": len(task.test), "val_from": task.val_from},
         "method": {"name": method, "config": config, "retain_access": task.retain_access, "seed": seed},
         "data_read": {"declared": sorted(view.reads), "read": reads, "retain_available": len(task.retain_full)},
-        "run_info": getattr(unlearner, "run_info", None),
+        "run_info": getattr(unlearner, "run_info", None) or None,  # None: the method reports nothing about its run
         "wall_seconds": seconds,
         "attack": attack,
         "before": before,

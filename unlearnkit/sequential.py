@@ -39,18 +39,19 @@ def run_job(bench: Any, job: Any) -> dict[str, Any]:
     task = bench.task(ForgetSpec("indices", sets[k - 1]), seed, job.retain_access)
     gold, gold_seconds, gold_metrics = _gold(bench, sets, seed, k)
     head = {**bench._row_head(job), "request": k, "forgotten": len(task.forget)}
+    run_info: dict[str, Any] = {}
     if job.spec.name == "original":
         model, seconds = bench.original(task, seed)[0], 0.0
     elif job.spec.name == "retrain":
         model, seconds = gold, gold_seconds
     else:
         try:
-            model, seconds = _chain(bench, job, sets)
+            model, seconds, run_info = _chain(bench, job, sets)
         except DivergenceError as exc:  # a result too: this request and the later ones of the method fail
             return {**head, "error": str(exc)}
     start = time.perf_counter()
     metrics = dict(gold_metrics) if model is gold else evaluate(model, task, bench.settings.attack, seed=seed, device=bench.device)
-    return {**head, **metrics, "UT_s": seconds, "gap": gap(metrics, gold_metrics), "eval_s": time.perf_counter() - start}
+    return {**head, **metrics, "UT_s": seconds, "gap": gap(metrics, gold_metrics), "eval_s": time.perf_counter() - start, **run_info}
 
 
 def _gold(bench: Any, sets: list[tuple[int, ...]], seed: int, k: int) -> tuple:
@@ -62,28 +63,28 @@ def _gold(bench: Any, sets: list[tuple[int, ...]], seed: int, k: int) -> tuple:
     return bench.chains[key]
 
 
-def _chain(bench: Any, job: Any, sets: list[tuple[int, ...]]) -> tuple[torch.nn.Module, float]:
+def _chain(bench: Any, job: Any, sets: list[tuple[int, ...]]) -> tuple[torch.nn.Module, float, dict[str, Any]]:
     """The method's model after request `job.request`, continuing its chain (recomputed from the
-    original when the bench resumes, deterministically) and the seconds of the last request."""
+    original when the bench resumes, deterministically), and the seconds and `run_info` of the last request."""
     key = (job.spec.label, job.seed)
     done, model = bench.chains.get(key, (0, None))
     if isinstance(model, DivergenceError):
         raise DivergenceError(f"request {done} failed earlier: {model}")
     if done >= job.request or model is None:
         done, model = 0, bench.original(bench.task(REQUEST_SPEC, job.seed), job.seed)[0]
-    seconds = 0.0
+    seconds, unlearner = 0.0, None
     for k in range(done + 1, job.request + 1):
         task = bench.task(ForgetSpec("indices", sets[k - 1]), job.seed, job.retain_access)
+        unlearner = get_unlearner(job.spec.name, job.spec.config)
         start = time.perf_counter()
         try:
-            model = get_unlearner(job.spec.name, job.spec.config).unlearn(model, task, seed=job.seed, device=bench.device,
-                                                                          progress=not bench.quiet)
+            model = unlearner.unlearn(model, task, seed=job.seed, device=bench.device, progress=not bench.quiet)
         except DivergenceError as exc:
             bench.chains[key] = (k, exc)
             raise
         seconds = time.perf_counter() - start
     bench.chains[key] = (job.request, model)
-    return model, seconds
+    return model, seconds, dict(getattr(unlearner, "run_info", {}) or {})
 
 
 def markdown(summary: list[dict[str, Any]]) -> list[str]:
