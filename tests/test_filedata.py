@@ -248,3 +248,20 @@ def test_folder_ids_are_paths_and_numbers_name_rows_elsewhere(tmp_path):
 def test_bad_ids_specs(spec, message):
     with pytest.raises(uk.UsageError, match=message):
         make_task("synthetic", forget=spec, seed=0)
+
+
+def test_dataset_options_from_the_command_line_are_recorded(tmp_path, capsys):
+    root = make_folder(tmp_path / "photos")
+    argv = ["train", "--dataset", f"folder:{root}", "--model", "mlp", "--epochs", "1", "--quiet",
+            "--dataset-option", "size=2", "--dataset-option", "mode=gray", "--dataset-option", "mean=[0.5]"]
+    assert main(argv + ["--out", str(tmp_path / "a.pt")]) == 0
+    _, meta = uk.load_checkpoint(tmp_path / "a.pt")
+    assert meta["input_shape"] == [1, 2, 2] and meta["class_names"] == ["cat", "dog"]
+    assert {k: meta["dataset_config"][k] for k in ("size", "mode", "mean")} == {"size": 2, "mode": "gray", "mean": [0.5]}
+    capsys.readouterr()
+    for option, needle in (("sise=2", "$.dataset.folder: unknown key(s) 'sise'"), ("size", "malformed option 'size'"),
+                           ("size=-2", "$.dataset.folder.size: must be > 0, got -2")):
+        code = main(argv[:7] + ["--dataset-option", option, "--out", str(tmp_path / "b.pt")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and needle in err and "\n" not in err, err
+    assert not (tmp_path / "b.pt").exists()

@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import attrs
 
-from unlearnkit.errors import CheckpointError, UsageError
 from unlearnkit.data import DatasetBundle
+from unlearnkit.errors import CheckpointError, UsageError
 from unlearnkit.tasks import ForgetSpec, UnlearningTask, ids_digest, load_bundle, make_task, parse_forget
 
 
