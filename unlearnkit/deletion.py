@@ -41,11 +41,11 @@ GUARANTEES = (
 
 def report_paths(out: Path, force: bool) -> tuple[Path, Path]:
     """Where `unlearn --out OUT` writes its report; an existing report is replaced only with --force."""
-    paths = tuple(Path(out).parent / name for name in REPORT_FILES)
-    existing = next((p for p in paths if p.exists()), None)
+    json_path, md_path = (Path(out).parent / name for name in REPORT_FILES)
+    existing = next((p for p in (json_path, md_path) if p.exists()), None)
     if existing is not None and not force:
         raise UsageError(f"{existing} exists (an earlier deletion report); write --out into another folder, or pass --force to replace it")
-    return paths  # type: ignore[return-value]
+    return json_path, md_path
 
 
 def report_attack(name: Optional[str]) -> Optional[str]:

@@ -160,7 +160,7 @@ def npz(config: NpzConfig, data_dir: Path, download: bool = False) -> DatasetBun
     if ids is not None:
         if len(ids) != len(x_train):
             raise UsageError(f"{where}: ids_train has {len(ids)} ids but x_train has {len(x_train)} samples")
-        check_ids(ids, where)
+        _check_ids(ids, where)
     num_classes = int(max(y_train.max(), y_test.max(initial=0))) + 1
     if "class_names" in data:
         class_names = _strings(data["class_names"], "class_names", where)
@@ -196,7 +196,7 @@ def _strings(values: np.ndarray, key: str, where: str) -> tuple[str, ...]:
         raise UsageError(f"{where}: {key} holds bytes that are not UTF-8 text") from None
 
 
-def check_ids(ids: tuple[str, ...], where: str) -> None:
+def _check_ids(ids: tuple[str, ...], where: str) -> None:
     """Refuse ids that an ids file cannot name (empty, padded, multi-line) and duplicates."""
     bad = next((i for i in ids if not i or i != i.strip() or "\n" in i or "\r" in i), None)
     if bad is not None:

@@ -88,11 +88,11 @@ def get_combiner(name: str, config: Any = None, **overrides: Any) -> GradientCom
 def build_model(name: str, task: Any, *, seed: int = 0, config: Any = None, **overrides: Any) -> nn.Module:
     """An untrained model `name` (`NAME` or `NAME:VALUE`, e.g. `torchvision:resnet50`) shaped for
     `task` (its `input_shape` and `num_classes`), seeded."""
-    if config is not None and not isinstance(config, dict):  # an instance of the config class
-        import attrs
-
-        config = attrs.asdict(config, recurse=False)
-    entry, config = resolve("model", name, config)
+    if config is None or isinstance(config, dict):
+        entry, config = resolve("model", name, config)
+    else:  # an instance of the config class: the name's value goes in as an override
+        entry, from_name = resolve("model", name)
+        overrides = {**from_name, **overrides}
     cfg = make_config(entry, config, overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
