@@ -20,19 +20,20 @@ class Scripted(nn.Module):
     """The trained tiny MLP, except that after step s the first s/STEPS of D_f (and, with `harm`,
     of every other input) are predicted as another class with certainty."""
 
-    def __init__(self, base: nn.Module, forget_x: torch.Tensor, harm_after: int | None = None):
+    def __init__(self, base: nn.Module, forget_x: torch.Tensor, harm: tuple[int, int] | None = None):
         super().__init__()
         self.base = base.requires_grad_(False)
         self.register_buffer("forget_x", forget_x.clone())
         self.progress = nn.Parameter(torch.zeros(()))  # the step, as a fraction of STEPS
-        self.harm_after = harm_after
+        self.harm = harm  # steps (after, until] in which every other input is mispredicted
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.base(x)
         match = (x[:, None, :] == self.forget_x[None]).all(-1)
         rank = match.float().argmax(1).double() / len(self.forget_x)
         wrong = match.any(1) & (rank < self.progress.detach())
-        if self.harm_after is not None and self.progress.item() * STEPS > self.harm_after:
+        step = round(self.progress.item() * STEPS)
+        if self.harm is not None and self.harm[0] < step <= self.harm[1]:
             wrong = wrong | ~match.any(1)
         flipped = torch.nn.functional.one_hot((logits.argmax(1) + 1) % logits.shape[1], logits.shape[1]) * 50.0
         return torch.where(wrong[:, None], flipped.to(logits.dtype), logits)
@@ -41,6 +42,7 @@ class Scripted(nn.Module):
 @config_class
 class ScriptedConfig(StopSettings):
     harm_after: int = -1  # step after which every other input is mispredicted too; -1 = never
+    harm_until: int = STEPS  # ... up to this step
     generalise: bool = False  # held-out samples of D_f's classes are forgotten along with D_f
 
 
@@ -53,7 +55,8 @@ class ScriptedMethod(uk.Unlearner):
         targets = task.forget.x
         if self.config.generalise:  # as a method that forgets a class does
             targets = torch.cat([targets, task.val.x[torch.isin(task.val.y, task.forget.y)]])
-        work = Scripted(model, targets, None if self.config.harm_after < 0 else self.config.harm_after)
+        harm = None if self.config.harm_after < 0 else (self.config.harm_after, self.config.harm_until)
+        work = Scripted(model, targets, harm)
         monitor = StopMonitor(self, work, task, total_steps=STEPS, seed=seed, device=device)
         self.states = {0: {k: v.clone() for k, v in work.state_dict().items()}}
         for step in range(1, STEPS + 1):
@@ -120,16 +123,29 @@ def test_fixed_runs_the_whole_budget_and_evaluates_nothing(trained):
 
 def test_the_guard_restores_the_best_state_bit_identical_and_stops(trained):
     model, task = trained
-    # Every other input breaks after step 3, long before D_f looks unseen: the guard fires at
-    # the first check after that and the closest earlier state comes back.
+    # Every other input breaks after step 3, long before D_f looks unseen: the guard acts at
+    # the second check below its floor (steps 4 and 6) and the closest earlier state comes back.
     method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, stop_tolerance=0.0, harm_after=3))
     out = method.unlearn(model, task, seed=0)
     info = method.run_info
-    assert info["stop_reason"] == "guard" and info["guard"] == 1 and info["steps"] == 4
+    assert info["stop_reason"] == "guard" and info["guard"] == 1 and info["steps"] == 6
     best = info["stop_step"]
     assert best in (0, 2)
     for k, v in method.states[best].items():
         assert torch.equal(out.state_dict()[k], v), k
+
+
+def test_a_dip_that_recovers_by_the_next_check_does_not_stop_the_run(trained):
+    model, task = trained
+    # Every other input is broken at step 4 only; checks every 2 steps see it once.
+    method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, harm_after=3, harm_until=4))
+    method.unlearn(model, task, seed=0)
+    assert method.run_info["guard"] == 0 and method.run_info["stop_reason"] == "target"
+    assert any(c.guard_acc < method.monitor.guard_floor for c in method.monitor.history)  # the dip was seen
+    # ... while with no patience the same dip stops the run.
+    strict = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, harm_after=3, harm_until=4, guard_patience=1))
+    strict.unlearn(model, task, seed=0)
+    assert strict.run_info["stop_reason"] == "guard" and strict.run_info["steps"] == 4
 
 
 def test_rewind_runs_the_budget_and_returns_the_closest_checkpoint(trained):

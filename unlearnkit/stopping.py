@@ -38,7 +38,7 @@ import attrs
 import torch
 from torch import nn
 
-from unlearnkit._validators import non_negative, one_of
+from unlearnkit._validators import non_negative, one_of, positive
 from unlearnkit.config import config_class
 from unlearnkit.evaluation import predict_logits
 
@@ -61,12 +61,15 @@ class StopSettings:
     `stop_tolerance`: points within which D_f's accuracy and confidence must match the held-out
     reference (widened to one standard error of the difference when the sets are small).
     `guard_tolerance`: points of held-out accuracy the model may lose against the original.
+    `guard_patience`: consecutive checks below that floor before the guard acts (a dip that
+    recovers by the next check is not a fall).
     """
 
     stop: str = attrs.field(default="fixed", validator=one_of(*STOP_RULES))
     stop_every: int = attrs.field(default=0, validator=non_negative)
     stop_tolerance: float = attrs.field(default=2.0, validator=non_negative)
     guard_tolerance: float = attrs.field(default=5.0, validator=non_negative)
+    guard_patience: int = attrs.field(default=2, validator=positive)
 
 
 def stop_settings(config: Any) -> StopSettings:
@@ -105,6 +108,7 @@ class StopMonitor:
         self.rule = self.settings.stop
         self.every = self.settings.stop_every or max(1, math.ceil(total_steps / AUTO_CHECKS))
         self.steps, self.reason, self.guard_count, self.stopped = 0, "fixed", 0, False
+        self.below_floor = 0  # consecutive checks under the guard's floor
         self.history: list[Check] = []
         self.best: Optional[tuple[Check, dict[str, torch.Tensor]]] = None
         if self.rule == "fixed":
@@ -134,10 +138,13 @@ class StopMonitor:
         previous = self.history[-1]
         self.history.append(current)
         if current.guard_acc < self.guard_floor:
-            self.guard_count += 1
-            if self.rule == "calibrated":
-                return self._stop("guard")
+            self.below_floor += 1
+            if self.below_floor >= self.settings.guard_patience:
+                self.guard_count += 1
+                if self.rule == "calibrated":
+                    return self._stop("guard")
             return False
+        self.below_floor = 0
         self._remember(current, model)
         if self.rule != "calibrated":
             return False

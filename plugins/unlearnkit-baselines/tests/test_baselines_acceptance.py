@@ -33,7 +33,7 @@ def test_retrain_forgets_as_much_as_it_generalises():
     assert abs(metrics["UA"] - (100.0 - metrics["TA"])) <= 3.0
 
 
-@pytest.mark.parametrize("name", ["ga", "randl", "salun"])
+@pytest.mark.parametrize("name", ["ga", "randl", "salun", "l1-sparse", "sfron"])
 def test_forgetting_methods_raise_unlearning_accuracy(name):
     _, _, original = _setting()
     assert _metrics(name)["UA"] > original["UA"]

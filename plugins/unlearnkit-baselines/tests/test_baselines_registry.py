@@ -29,10 +29,14 @@ EXPECTED_READS = {
     "ssd": {"forget", "train"},
     "badt": {"forget", "retain"},
     "salun": {"forget", "retain"},
+    "neggrad-plus": {"forget", "retain"},
+    "scrub": {"forget", "retain"},
+    "l1-sparse": {"retain"},
+    "sfron": {"forget", "retain"},
 }
 
 
-def test_every_paper_baseline_is_registered_by_this_distribution():
+def test_every_baseline_is_registered_by_this_distribution():
     assert set(BASELINES) == set(EXPECTED_READS)
     for name in BASELINES:
         entry = registry.get("unlearner", name)
@@ -76,6 +80,11 @@ def test_reading_an_undeclared_part_raises_data_access_error(register_component)
         ("badt", {"retain_fraction": 2.0}, "$.badt.retain_fraction: must be in (0.0, 1.0], got 2.0"),
         ("amnesiac", {"batch_size": 1.5}, "$.amnesiac.batch_size: expected an integer, got 1.5"),
         ("retrain", {"epochs": 3}, "$.retrain: unknown key(s) 'epochs'"),
+        ("neggrad-plus", {"beta": 1.5}, "$.neggrad-plus.beta: must be in [0.0, 1.0], got 1.5"),
+        ("scrub", {"lr_decay_epochs": [3, 0]}, "$.scrub.lr_decay_epochs: must be > 0, got 0"),
+        ("scrub", {"stop": "early"}, "$.scrub.stop: must be one of 'fixed', 'calibrated', 'rewind', got 'early'"),
+        ("l1-sparse", {"epochs": 3, "no_l1_epochs": 5}, "$.l1-sparse.no_l1_epochs: must be <= epochs (3), got 5"),
+        ("sfron", {"forget_every": 0}, "$.sfron.forget_every: must be > 0, got 0"),
     ],
 )
 def test_bad_config_values_name_the_field_and_the_value(name, overrides, message):
@@ -89,9 +98,13 @@ def _values(field: attrs.Attribute) -> st.SearchStrategy:
         return st.sampled_from(["shuffled", "forget-first"])
     if field.name == "stop":
         return st.sampled_from(STOP_RULES)
+    if field.name == "no_l1_epochs":  # at most `epochs`, which is at least 1
+        return st.integers(0, 1)
+    if field.name == "lr_decay_epochs":
+        return st.lists(st.integers(1, 100), max_size=4).map(tuple)
     if field.type in (int, "int"):
         return st.integers(1, 10_000)
-    if field.name in ("sparsity", "retain_fraction"):
+    if field.name in ("sparsity", "retain_fraction", "beta"):
         return st.floats(1e-6, 1.0)
     return st.floats(1e-8, 1e3)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+import hashlib
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -73,6 +74,20 @@ def random_subset(data: uk.ArrayDataset, fraction: float, generator: torch.Gener
         return data
     k = max(1, int(round(fraction * len(data))))
     return data.subset(torch.randperm(len(data), generator=generator)[:k].sort().values)
+
+
+def stream(seed: int, name: str) -> torch.Generator:
+    """A generator of its own for one random stream (`name`) of a run seeded with `seed`."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def endless_batches(
+    data: uk.ArrayDataset, batch_size: int, *, generator: torch.Generator, device: torch.device
+) -> Iterator[Batch]:
+    """Shuffled passes over `data`, one after another, without end (a fresh order every pass)."""
+    while True:
+        yield from uk.batches(data, batch_size, generator=generator, device=device)
 
 
 def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:

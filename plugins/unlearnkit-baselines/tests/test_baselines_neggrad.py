@@ -1,0 +1,71 @@
+"""NegGrad+ is fine-tuning plus weighted gradient ascent, as in the SCRUB repository's `train_negrad`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import unlearnkit as uk
+from unlearnkit.testing import state_equal, trained_tiny_model
+from unlearnkit_baselines.neggrad import neggrad_plus_loss
+
+
+def _loss(model, data) -> float:
+    with torch.no_grad():
+        return F.cross_entropy(model.eval()(data.x), data.y).item()
+
+
+@pytest.mark.parametrize("n_epochs", [1, 2, 4])
+@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.0, 0.0), (0.9, 5e-4)])
+def test_neggrad_plus_with_beta_one_is_fine_tuning_step_for_step(n_epochs, momentum, weight_decay):
+    model, task = trained_tiny_model()
+    shared = dict(epochs=n_epochs, lr=0.05, batch_size=16, momentum=momentum, weight_decay=weight_decay)
+    ng = uk.get_unlearner("neggrad-plus", beta=1.0, **shared).unlearn(model, task, seed=2)
+    ft = uk.get_unlearner("ft", **shared).unlearn(model, task, seed=2)
+    assert state_equal(ng, ft)
+
+
+def test_the_joint_loss_weighs_retain_by_beta_and_forget_by_one_minus_beta():
+    retain, forget = torch.tensor(2.0), torch.tensor(3.0)
+    assert neggrad_plus_loss(retain, forget, 0.75).item() == pytest.approx(0.75 * 2.0 - 0.25 * 3.0)
+    assert neggrad_plus_loss(retain, forget, 0.0).item() == -3.0
+    assert neggrad_plus_loss(retain, forget, 1.0).item() == 2.0
+
+
+def test_a_lower_beta_ascends_further_on_the_forget_set_while_keeping_the_retain_set():
+    model, task = trained_tiny_model()
+    settings = dict(epochs=4, lr=0.05, batch_size=16)
+    unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
+    forget_losses = [_loss(unlearned[b], task.forget) for b in (1.0, 0.8, 0.5)]
+    assert forget_losses[0] < forget_losses[1] < forget_losses[2]
+    assert forget_losses[2] > 50 * _loss(model, task.forget)
+    with torch.no_grad():
+        assert uk.accuracy(unlearned[0.5](task.retain.x), task.retain.y) >= 95.0
+
+
+def _rows(batch, data) -> torch.Tensor:
+    """For each row of `batch`, its position in `data` (every row must be found)."""
+    match = (batch[:, None, :] == data.x[None, :, :]).all(-1)
+    assert match.any(1).all()
+    return match.float().argmax(1)
+
+
+def test_each_retain_batch_meets_the_next_forget_batch_of_one_shuffled_pass_cycled_per_epoch():
+    model, task = trained_tiny_model()
+    inputs = []
+    model.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
+    uk.get_unlearner("neggrad-plus", beta=0.5, epochs=2, batch_size=16, forget_batch_size=8).unlearn(model, task)
+    steps = -(-len(task.retain) // 16)
+    per_pass = -(-len(task.forget) // 8)
+    assert len(inputs) == 2 * 2 * steps and steps > per_pass  # a retain then a forget forward per step
+    retain = torch.cat([_rows(x, task.retain) for x in inputs[0::2]])
+    assert torch.equal(retain.sort().values, torch.arange(len(task.retain)).repeat_interleave(2))  # D̂_r twice
+    forget = [_rows(x, task.forget) for x in inputs[1::2]]
+    orders = []
+    for epoch in (forget[:steps], forget[steps:]):
+        first_pass = torch.cat(epoch[:per_pass])
+        assert torch.equal(first_pass.sort().values, torch.arange(len(task.forget)))  # all of D_f, once
+        assert all(torch.equal(b, epoch[i % per_pass]) for i, b in enumerate(epoch))  # then the same pass again
+        orders.append(first_pass)
+    assert not torch.equal(orders[0], orders[1])  # a fresh order each epoch
