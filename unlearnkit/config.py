@@ -141,6 +141,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a folder; expected a TOML file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: config file cannot be read (permission denied)"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: malformed TOML: {exc}"]) from None
     except UnicodeDecodeError:

@@ -15,9 +15,9 @@ import platform
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from torch import nn
 
+from unlearnkit import provenance
 from unlearnkit.checkpoint import atomic_write_text, state_digest
 from unlearnkit.errors import UsageError
 from unlearnkit.evaluation import accuracy, evaluate, predict_logits
@@ -75,7 +75,7 @@ def measure(model: nn.Module, task: UnlearningTask, attack: Optional[str], *, se
 def build_report(
     *, task: UnlearningTask, view: TaskView, method: str, config: dict[str, Any], unlearner: Any, seed: int,
     before: dict[str, Any], after: dict[str, Any], seconds: float, attack: Optional[str], source: str, output: str,
-    model: nn.Module, request_spec: str, requests: int, versions: dict[str, str],
+    model: nn.Module, request_spec: str, requests: int,
 ) -> dict[str, Any]:
     """The report as JSON-able data."""
     request = task.request
@@ -98,7 +98,7 @@ def build_report(
         "attack": attack,
         "before": before,
         "after": after,
-        "versions": {**versions, "python": platform.python_version(), "torch": torch.__version__},
+        "versions": {**provenance.versions({e.package for e in registry.entries()}), "python": platform.python_version()},
         "guarantees": GUARANTEES,
     }
 

@@ -153,7 +153,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     methods = sorted({e["method"] for e in entries})
     colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     longest = max(e.get("UT_s", {"mean": 0.0})["mean"] for e in entries) or 1.0
-    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.5), squeeze=False)
+    # constrained layout keeps the title, labels and legend inside the figure
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.8), squeeze=False, layout="constrained")
     for ax, setting in zip(axes[0], settings):
         for e in (e for e in entries if e["setting"] == setting):
             g = e["gap"]
@@ -165,8 +166,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("utility gap: mean |ΔTA|, |ΔRA| (points)")
         ax.set_ylabel("forgetting gap: mean |ΔUA|, |ΔMIA| (points)")
         ax.legend(fontsize=7, markerscale=0.5)
-    fig.suptitle("Gap to Retrain (closer to 0 is better); marker size = unlearning time")
-    fig.tight_layout()
+    fig.suptitle("Gap to Retrain (closer to 0 is better)\nmarker size = unlearning time")
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)

@@ -78,7 +78,7 @@ def _chain(bench: Any, job: Any, sets: list[tuple[int, ...]]) -> tuple[torch.nn.
         unlearner = get_unlearner(job.spec.name, job.spec.config)
         start = time.perf_counter()
         try:
-            model = unlearner.unlearn(model, task, seed=job.seed, device=bench.device, progress=not bench.quiet)
+            model = unlearner.unlearn(model, task, seed=job.seed, device=bench.device, progress=bench.progress)
         except DivergenceError as exc:
             bench.chains[key] = (k, exc)
             raise

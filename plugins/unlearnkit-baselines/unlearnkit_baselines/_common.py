@@ -7,7 +7,6 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import unlearnkit as uk
 
@@ -97,7 +96,7 @@ def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> to
 
 def epochs(n: int, who: str, progress: bool) -> Iterable[int]:
     """`range(n)`, shown as a progress bar named `who` when `progress` is on."""
-    return tqdm(range(n), desc=who, disable=not progress, leave=False)
+    return uk.progress_bar(range(n), desc=who, unit="epoch", enabled=progress)
 
 
 def fit(
