@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import unlearnkit as uk
 from unlearnkit import bench, report
 from unlearnkit.errors import ConfigError, UsageError
 
@@ -74,17 +75,28 @@ def test_tables_2_to_4_use_the_settings_given_for_the_method():
     assert first_order[0].spec.config == {"iterations": 7, "first_order": True}
 
 
-def test_a_preset_carries_method_settings_for_its_regime_only():
-    tuned = bench.PRESETS["paper-cpu"]["method_settings"]["ltu"]
-    settings = bench.resolve({"preset": "paper-cpu", "methods": ["ltu", {"name": "ltu", "label": "short", "iterations": 7}, "salun"]})
-    configs = {s.label: s.config for s in settings.methods}
-    assert configs["ltu"] == tuned and configs["short"] == {**tuned, "iterations": 7} and configs["salun"] == {}
-    ablations = [j for j in bench.plan(settings) if j.table == "ablation"]
-    assert ablations and all(j.spec.config.items() >= tuned.items() for j in ablations)
-    elsewhere = bench.resolve({"preset": "paper-cpu", "dataset": "synthetic", "methods": ["ltu"]})
-    assert [s.config for s in elsewhere.methods if s.name == "ltu"] == [{}]  # tuned for mnist1d, not for this
-    with pytest.raises(ConfigError, match="lr"):
-        bench.resolve({"preset": "paper-cpu", "methods": [{"name": "ltu", "lr": -1.0}]})
+def test_every_preset_runs_each_method_at_its_defaults():
+    for name in bench.PRESETS:
+        settings = bench.resolve({"preset": name, "methods": ["ltu", "salun"]})
+        assert all(s.config == {} for s in settings.methods), name
+
+
+def test_the_grid_runs_every_gamma_and_both_stop_rules_in_every_cell():
+    settings = bench.resolve({"preset": "robust", "methods": ["ltu", "ga", "ssd"]})
+    jobs = bench.plan(settings)
+    assert settings.forget == ("random:0.1", "random:0.5", "class:1") and settings.seeds == (5, 6, 7)
+    cell = {(j.spec.label, j.retain_access) for j in jobs if j.forget == "class:1" and j.seed == 6}
+    ltu_other = "ltu fixed" if uk.get_unlearner("ltu").config.stop == "calibrated" else "ltu calibrated"
+    ga_other = "ga fixed" if uk.get_unlearner("ga").config.stop == "calibrated" else "ga calibrated"
+    assert cell == {
+        ("original", 1.0), ("retrain", 1.0),
+        *((label, g) for label in ("ltu", ltu_other) for g in (0.1, 0.3, 1.0)),  # reads D̂_r: every γ
+        ("ga", 1.0), (ga_other, 1.0),  # reads D_f only: γ = 1
+        ("ssd", 1.0),  # not iterative: one stop rule
+    }
+    other = next(j for j in jobs if j.spec.label == ga_other)
+    assert other.spec.config == {"stop": ga_other.split()[1]}
+    assert len(jobs) == 3 * 3 * len(cell)
 
 
 @pytest.mark.parametrize("options, message", [

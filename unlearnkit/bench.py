@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import attrs
 import torch
 
-from unlearnkit import distributed, provenance, report, sequential
+from unlearnkit import distributed, grid, provenance, report, sequential
 from unlearnkit.cache import ModelCache
 from unlearnkit.checkpoint import atomic_write_text
 from unlearnkit.config import config_hash, structure_config, unstructure_config
@@ -33,21 +33,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: minutes on a laptop CPU.
     "quick": {"dataset": "mnist1d", "dataset_config": {"num_samples": 5000}, "model": "cnn1d",
               "forget": ["random:0.1"], "seeds": [0], "tables": ["main"]},
-    # The paper's Tables 1-4 on MNIST-1D, sized for a CPU. `method_settings`: a method's settings
-    # for this regime (dataset, its options and model), tuned on seeds 3-4 (docs/ltu.md); they
-    # apply unless the dataset or model is overridden, under any settings given explicitly.
+    # The paper's Tables 1-4 on MNIST-1D, sized for a CPU; every method at its defaults.
     "paper-cpu": {"dataset": "mnist1d", "dataset_config": {"num_samples": 50000}, "model": "cnn1d",
-                  "forget": ["random:0.1", "random:0.5"], "seeds": [0, 1, 2], "tables": ["main", "access", "ablation"],
-                  "method_settings": {"ltu": {"iterations": 270, "lr": 0.0005, "beta": 30.0}, "ft": {"lr": 0.04}}},
+                  "forget": ["random:0.1", "random:0.5"], "seeds": [0, 1, 2], "tables": ["main", "access", "ablation"]},
+    # The regime grid (unlearnkit.grid): a memorising and a generalising regime, random and class
+    # forgetting, every γ and stop rule, on evaluation seeds no setting was tuned on. `regimes`
+    # are dataset configurations, each run into OUT/<regime> with its own cache and results.
+    "robust": {"dataset": "mnist1d", "dataset_config": {"num_samples": 5000}, "model": "cnn1d",
+               "regimes": {"mnist1d-5k": {"num_samples": 5000}, "mnist1d-50k": {"num_samples": 50000}},
+               "forget": ["random:0.1", "random:0.5", "class:1"], "seeds": [5, 6, 7], "tables": ["grid"]},
     # SalUn's CIFAR-10 recipe (45k/5k split, 182 epochs, SGD 0.1) for a GPU with CIFAR-10 downloaded.
     "paper-gpu": {"dataset": "cifar10", "dataset_config": {}, "model": "resnet18",
                   "forget": ["random:0.1", "random:0.5"], "seeds": [0, 1, 2], "tables": ["main", "access", "ablation"]},
 }
-ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu")  # the paper's Table 2
+ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu", "neggrad-plus", "scrub", "l1-sparse", "sfron")  # Table 2 (+ later baselines)
 ACCESS_LEVELS = (0.1, 0.3)
-TABLES = ("main", "access", "ablation", "sequential")
 RESERVED = ("name", "label", "retain_access")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
+TABLES = ("main", "access", "ablation", "grid", "sequential")
 SET_ASIDE = "rows-set-aside.json"  # finished rows of earlier runs in the folder that the latest run did not ask for
 
 
@@ -135,13 +138,11 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
     if preset_name not in PRESETS:
         raise UsageError(f"unknown preset {preset_name!r}; expected one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
-    merged = {**preset, **{k: v for k, v in options.items() if v is not None and k != "preset"}}
+    merged = {**preset, **{k: v for k, v in options.items() if v is not None and k not in ("preset", "regimes")}}
     if merged.get("dataset") != preset["dataset"] and "dataset_config" not in options:
         merged["dataset_config"] = {}
     methods = merged.get("methods") or registry.names("unlearner")
     specs = [MethodSpec(n, n) for n in REFERENCES] + parse_methods([m for m in methods if m not in REFERENCES], "$.bench.methods")
-    if all(merged.get(k) == preset[k] for k in ("dataset", "dataset_config", "model")):  # the regime the settings were tuned for
-        specs = [_over_preset(spec, preset.get("method_settings", {})) for spec in specs]
     forget = tuple(str(parse_forget(f)) for f in merged["forget"])
     gamma = merged.get("retain_access")
     if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1):
@@ -168,13 +169,26 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
     )
 
 
-def _over_preset(spec: MethodSpec, method_settings: dict[str, dict]) -> MethodSpec:
-    """`spec` with its method's settings from the preset underneath its own (which win)."""
-    if spec.name not in method_settings:
-        return spec
-    config = {**method_settings[spec.name], **spec.config}
-    make_config(registry.get("unlearner", spec.name), config)  # the combination must be valid too
-    return attrs.evolve(spec, config=config)
+def regimes(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(folder name, options) of each regime to run: the preset's `regimes` unless the dataset or
+    its configuration is given explicitly, else one regime in the output folder itself ("")."""
+    preset = PRESETS.get(options.get("preset") or "quick", {})
+    if "regimes" not in preset or any(options.get(k) is not None for k in ("dataset", "dataset_config")):
+        resolve(options)  # refuse bad settings before any work
+        return [("", options)]
+    out = [(name, {**options, "dataset_config": config}) for name, config in preset["regimes"].items()]
+    for _, regime in out:
+        resolve(regime)
+    return out
+
+
+def write_grid_report(out: Path, results: dict[str, dict[str, Any]]) -> str:
+    """robust.json and robust.md in `out` from each regime's results; returns the Markdown."""
+    summary = grid.summarize(results)
+    text = grid.markdown(summary)
+    atomic_write_text(out / "robust.json", json.dumps({"regimes": {k: v["manifest"] for k, v in results.items()}, **summary}, indent=1))
+    atomic_write_text(out / "robust.md", text)
+    return text
 
 
 def plan(settings: BenchSettings) -> list[Job]:
@@ -188,8 +202,24 @@ def plan(settings: BenchSettings) -> list[Job]:
                     for spec in settings.methods:
                         gamma = default_gamma[spec.label] or settings.retain_access or _paper_gamma(spec.name)
                         jobs.append(Job(table, spec, forget, gamma, seed))
+                elif table == "grid":
+                    jobs += _grid_jobs(settings, forget, seed)
                 elif forget == settings.forget[0]:
                     jobs += _extra_jobs(table, settings, forget, seed)
+    return jobs
+
+
+def _grid_jobs(settings: BenchSettings, forget: str, seed: int) -> list[Job]:
+    """One cell of the regime grid: every method at every γ it takes, under both stop rules (`unlearnkit.grid`)."""
+    jobs = []
+    for spec in settings.methods:
+        if spec.name in REFERENCES:
+            jobs.append(Job("grid", spec, forget, 1.0, seed))
+            continue
+        cls = _unlearner_class(spec.name)
+        default_stop = getattr(make_config(registry.get("unlearner", spec.name)), "stop", None)
+        for label, config, gammas in grid.variants(spec.name, spec.label, spec.config, cls.reads, default_stop):
+            jobs += [Job("grid", MethodSpec(spec.name, label, None, config), forget, g, seed) for g in gammas]
     return jobs
 
 
@@ -327,6 +357,8 @@ class Bench:
 
     # -- the work --------------------------------------------------------------------------
     def run(self, progress_cb: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
+        import torch._dynamo  # noqa: F401  (a process's first optimiser step imports it, ~2 s: not in any method's UT)
+
         done = {row_identity(r) for r in self.rows}
         todo = [j for j in self.jobs if job_identity(j) not in done]
         bar = progress_bar(desc="bench", total=len(self.jobs), initial=len(self.jobs) - len(todo), each=True, enabled=self.progress)

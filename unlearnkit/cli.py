@@ -482,19 +482,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
     if args.dataset_option:
         options["dataset_config"] = {**(options.get("dataset_config") or {}), **dict(args.dataset_option)}
-    settings = bench_mod.resolve(options)
+    regimes = bench_mod.regimes(options)
     device = _device(args.device)
-    runner = bench_mod.Bench(settings, out, device=device, progress=not args.quiet, rank0=distributed.is_main())
-    with owned_dir(out, wait=args.wait, waiting=lambda line: print(line, file=sys.stderr, flush=True)) if runner.rank0 else contextlib.nullcontext():
-        reused, set_aside = runner.load_previous()
-        if reused and runner.rank0 and not args.quiet:
-            print(f"resuming: {reused} finished rows reused from {runner.results_path}", file=sys.stderr)
-        if set_aside and runner.rank0:
-            print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {out / bench_mod.SET_ASIDE}",
-                  file=sys.stderr)
-        results = runner.run()
-    print(bench_mod.report.markdown(results), end="")
-    print(f"results: {runner.results_path}, {out / 'results.md'}")
+    rank0 = distributed.is_main()
+    with owned_dir(out, wait=args.wait, waiting=lambda line: print(line, file=sys.stderr, flush=True)) if rank0 else contextlib.nullcontext():
+        done = {}
+        for name, regime_options in regimes:
+            where = out / name if name else out
+            runner = bench_mod.Bench(bench_mod.resolve(regime_options), where, device=device, progress=not args.quiet, rank0=rank0)
+            reused, set_aside = runner.load_previous()
+            if reused and rank0 and not args.quiet:
+                print(f"resuming: {reused} finished rows reused from {runner.results_path}", file=sys.stderr)
+            if set_aside and rank0:
+                print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {where / bench_mod.SET_ASIDE}",
+                      file=sys.stderr)
+            done[name] = runner.run()
+    if len(regimes) == 1:
+        print(bench_mod.report.markdown(done[regimes[0][0]]), end="")
+        print(f"results: {runner.results_path}, {out / 'results.md'}")
+    else:
+        summary = bench_mod.write_grid_report(out, done) if rank0 else ""
+        print(summary, end="")
+        print(f"results: {out / 'robust.md'}, {out / 'robust.json'} and each regime's folder")
     return 0
 
 
