@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unlearnkit import data, models
+from unlearnkit import data, filedata, models
 from unlearnkit.hookspecs import Register, hookimpl
 
 
@@ -14,6 +14,8 @@ def unlearnkit_register_datasets(register: Register) -> None:
     register("svhn", data.svhn, data.ImageConfig)
     register("tiny-imagenet", data.tiny_imagenet, data.TinyImageNetConfig)
     register("synthetic", data.synthetic, data.SyntheticConfig)
+    register("npz", filedata.npz, filedata.NpzConfig)
+    register("folder", filedata.folder, filedata.FolderConfig)
 
 
 @hookimpl
@@ -22,3 +24,4 @@ def unlearnkit_register_models(register: Register) -> None:
     register("cnn1d", models.cnn1d, models.Cnn1dConfig)
     register("resnet18", models.resnet18, models.ResNetConfig)
     register("vit-tiny", models.vit_tiny, models.VitConfig)
+    register("torchvision", models.torchvision_model, models.TorchvisionConfig)

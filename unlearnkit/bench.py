@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import attrs
 import torch
 
-from unlearnkit import distributed, grid, provenance, report
+from unlearnkit import distributed, grid, provenance, report, sequential
 from unlearnkit.cache import ModelCache
 from unlearnkit.checkpoint import atomic_write_text
 from unlearnkit.config import config_hash, structure_config, unstructure_config
@@ -25,6 +25,7 @@ from unlearnkit.evaluation import evaluate, gap
 from unlearnkit.plugins import registry
 from unlearnkit.progress import progress_bar
 from unlearnkit.registry import build_model, get_unlearner, make_config
+from unlearnkit.registry import resolve as resolve_component
 from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
 from unlearnkit.training import TrainConfig, train_model
 
@@ -49,7 +50,7 @@ ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu", "neggrad-plus", "scrub"
 ACCESS_LEVELS = (0.1, 0.3)
 RESERVED = ("name", "label", "retain_access")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
-TABLES = ("main", "access", "ablation", "grid")
+TABLES = ("main", "access", "ablation", "grid", "sequential")
 SET_ASIDE = "rows-set-aside.json"  # finished rows of earlier runs in the folder that the latest run did not ask for
 
 
@@ -88,9 +89,10 @@ class Job:
     forget: str
     retain_access: float
     seed: int
+    request: int = 0  # the `sequential` table's request number
 
     def key(self) -> tuple:
-        return (self.table, self.spec.label, self.forget, self.retain_access, self.seed)
+        return (self.table, self.spec.label, self.forget, self.retain_access, self.seed) + ((self.request,) if self.request else ())
 
 
 def job_identity(job: Job) -> str:
@@ -100,7 +102,8 @@ def job_identity(job: Job) -> str:
 
 def row_identity(row: dict[str, Any]) -> str:
     """`job_identity` of the job that produced `row`."""
-    return config_hash([row["table"], row["method"], row["forget"], row["retain_access"], row["seed"], row["name"], row["config"]])
+    request = [row["request"]] if row.get("request") else []
+    return config_hash([row["table"], row["method"], row["forget"], row["retain_access"], row["seed"], *request, row["name"], row["config"]])
 
 
 def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]:
@@ -151,8 +154,8 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise UsageError(f"unknown table {unknown[0]!r}; expected one of {', '.join(TABLES)}")
-    registry.get("dataset", merged["dataset"])
-    registry.get("model", merged["model"])
+    resolve_component("dataset", merged["dataset"])
+    resolve_component("model", merged["model"])
     attack = merged.get("attack", "svc-confidence")
     if attack not in ("", "none"):
         registry.get("attack", attack)  # an unknown name fails now, not after the models are trained
@@ -232,10 +235,14 @@ def _unlearner_class(name: str) -> type:
 
 
 def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> list[Job]:
-    """Tables 2-4 for each method with the settings of its (first) entry in the main table."""
+    """Tables 2-4 and the sequential requests for each method with the settings of its (first) entry in the main table."""
     configs: dict[str, dict] = {}
     for spec in settings.methods:
         configs.setdefault(spec.name, spec.config)
+    if table == "sequential":
+        gamma = {s.label: s.retain_access or settings.retain_access or _paper_gamma(s.name) for s in settings.methods}
+        return [Job(table, spec, sequential.REQUEST_SPEC, gamma[spec.label], seed, k)
+                for k in range(1, sequential.REQUESTS + 1) for spec in settings.methods]
     if table == "access":
         return [Job(table, MethodSpec(n, n, None, configs[n]), forget, g, seed) for n in ACCESS_METHODS if n in configs for g in ACCESS_LEVELS]
     return [  # each method's own ablations (`Unlearner.ablations`), e.g. LTU's Tables 3-4
@@ -261,6 +268,7 @@ class Bench:
         self.manifest = self._manifest()
         self.cache = ModelCache(self.out / "cache", writable=rank0)
         self._gold: dict[tuple, tuple] = {}
+        self.chains: dict[tuple, Any] = {}  # the sequential table's models between requests
 
     # -- results.json ----------------------------------------------------------------------
     @property
@@ -368,7 +376,7 @@ class Bench:
     def task(self, forget: str, seed: int, retain_access: float = 1.0) -> UnlearningTask:
         s = self.settings
         task = make_task(s.dataset, forget=forget, retain_access=retain_access, seed=seed, val_ratio=s.val_ratio,
-                         data_dir=s.data_dir, download=s.download, dataset_config=s.dataset_config)
+                         data_dir=s.data_dir, download=s.download, dataset_config=s.dataset_config, progress=self.progress)
         task.recipe = apply_recipe(task.recipe, self.recipe_overrides)
         return task
 
@@ -408,6 +416,8 @@ class Bench:
         return self._gold[key]
 
     def run_job(self, job: Job) -> dict[str, Any]:
+        if job.table == "sequential":
+            return sequential.run_job(self, job)
         original, gold, gold_seconds, gold_metrics = self._reference(job.forget, job.seed)
         task = self.task(job.forget, job.seed, job.retain_access)
         if job.spec.name == "original":
@@ -484,4 +494,4 @@ def checkpoint_meta(task: UnlearningTask, model: str, model_config: dict) -> dic
     """What a checkpoint records about how its model was made."""
     return {"dataset": task.dataset, "dataset_config": task.dataset_config, "model": model, "model_config": model_config,
             "num_classes": task.num_classes, "input_shape": list(task.input_shape), "seed": task.seed,
-            "recipe": unstructure_config(task.recipe)}
+            "recipe": unstructure_config(task.recipe), **task.data_record()}

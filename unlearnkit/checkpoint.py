@@ -28,7 +28,7 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d tensors (BatchNorm's counter)
     return h.hexdigest()
 
 
@@ -172,7 +172,22 @@ def _meta_problem(meta: dict[str, Any]) -> str:
         return f"input_shape must be a list of positive integers, got {shape!r}"
     if meta.get("model_config") is not None and not isinstance(meta["model_config"], dict):
         return f"model_config must be a table of settings, got {meta['model_config']!r}"
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names)):
+        return f"class_names must list {meta['num_classes']} names, got {_clip(names)}"
+    if not isinstance(meta.get("dataset_fingerprint", ""), str) or meta.get("val_from", "train") not in ("train", "test"):
+        return f"dataset_fingerprint must be a string and val_from 'train' or 'test', got {_clip(meta.get('dataset_fingerprint'))}, {_clip(meta.get('val_from'))}"
+    forget_set = meta.get("forget_set")
+    if forget_set is not None:
+        indices = forget_set.get("indices") if isinstance(forget_set, dict) else None
+        if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices):
+            return f"forget_set must record the forgotten samples' indices, got {_clip(forget_set)}"
     return ""
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

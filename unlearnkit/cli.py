@@ -1,4 +1,4 @@
-"""The `unlearnkit` command line: plugins, train, unlearn, evaluate, bench.
+"""The `unlearnkit` command line: plugins, train, import, unlearn, evaluate, bench.
 
 Usage errors exit with status 2 and runtime failures with 1, each with one line on stderr
 naming the bad value; no traceback.
@@ -22,7 +22,7 @@ import torch
 
 from unlearnkit import __version__
 from unlearnkit import bench as bench_mod
-from unlearnkit import distributed
+from unlearnkit import deletion, distributed, forget_sets, weights
 from unlearnkit.checkpoint import load_model, save_checkpoint
 from unlearnkit.config import load_toml, structure_config
 from unlearnkit.errors import CheckpointError, ConfigError, UnlearnkitError, UsageError
@@ -99,6 +99,24 @@ def _folder(text: str) -> str:
     return text
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE`, the value read as TOML (`size=8`, `mean=[0.5, 0.5, 0.5]`), else as a plain string."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+        raise argparse.ArgumentTypeError(f"malformed option {text!r}: expected KEY=VALUE, like size=32")
+    try:
+        return key.strip(), tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), value
+
+
+def _dataset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset setting, like the [dataset] table: size=32, mean=[0.5,0.5,0.5] (repeatable)")
+
+
 def _device(name: Optional[str]) -> str:
     """The device to run on; under torchrun, joins the process group first (only rank 0 prints)."""
     if name in (None, "auto"):
@@ -139,25 +157,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the dataset recipe's epochs")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    _dataset_options(p)
+    _common(p)
+
+    p = sub.add_parser("import", help="wrap a state dict trained elsewhere into an unlearnkit checkpoint",
+                       description="Wrap a plain state dict, trained elsewhere on all of a dataset's train split, into an "
+                                   "unlearnkit checkpoint that unlearn and evaluate take.")
+    p.add_argument("--model", default=None, metavar="NAME", help="the architecture, e.g. torchvision:resnet50 (default: the config's)")
+    p.add_argument("--weights", required=True, metavar="FILE", help="a state dict saved with torch.save(model.state_dict())")
+    p.add_argument("--dataset", default=None, metavar="NAME", help="what the model was trained on, e.g. folder:DIR (default: the config's, else mnist1d)")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the unseen data held out of the test split (default: the config's, else 0)")
+    p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="the recipe's epochs, which Retrain and fine-tuning methods reuse")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    _dataset_options(p)
     _common(p)
 
     p = sub.add_parser("unlearn", help="apply an unlearning method to a checkpoint",
                        description="Apply an unlearning method to a checkpoint and save the result as a new checkpoint.")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint to unlearn from (never modified)")
     p.add_argument("--method", default=None, metavar="NAME", help="unlearner name, see `unlearnkit plugins` (default: the config's [method] name)")
-    p.add_argument("--forget", default=None, metavar="SPEC", help="random:RATIO | class:K | indices:FILE (default: the config's)")
+    p.add_argument("--forget", default=None, metavar="SPEC",
+                   help="random:RATIO | class:K | indices:FILE | ids:FILE; on an unlearned checkpoint, added to what it "
+                        "has forgotten (default: the config's)")
     p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ",
                    help="fraction of the remaining data the method may read, in (0, 1] (default: the method's own)")
     p.add_argument("--seed", type=_seed, default=None, help="seed of the unlearning run (default: the checkpoint's)")
-    p.add_argument("--out", required=True, metavar="NEW", help="checkpoint file to write (never the input)")
-    p.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    p.add_argument("--attack", default=None, metavar="NAME",
+                   help=f"the deletion report's attack, or none (default: {deletion.DEFAULT_ATTACK} when installed)")
+    p.add_argument("--out", required=True, metavar="NEW",
+                   help="checkpoint file to write (never the input); report.json and report.md go beside it")
+    p.add_argument("--force", action="store_true", help="replace an existing output file and report (never the input)")
     _common(p)
 
     p = sub.add_parser("evaluate", help="UA, RA, TA, MIA of a checkpoint on its task",
                        description="Print UA, RA, TA and MIA of a checkpoint on the task it was trained on.")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint to evaluate")
     p.add_argument("--forget", default=None, metavar="SPEC",
-                   help="random:RATIO | class:K | indices:FILE (default: the one an unlearned checkpoint records)")
+                   help="random:RATIO | class:K | indices:FILE | ids:FILE (default: the forget set an unlearned checkpoint records)")
     p.add_argument("--dataset", default=None, metavar="NAME", help="refuse unless the checkpoint was trained on it")
     p.add_argument("--attack", default="svc-confidence", metavar="NAME",
                    help="any registered attack (see `unlearnkit plugins`), or none")
@@ -177,12 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random:0.1 | class:3 | indices:FILE, comma-separated for several (default: the preset's)")
     p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ", help="one γ for every method (default: each method's own)")
     p.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,...", help="comma-separated seeds (default: the preset's)")
-    p.add_argument("--tables", default=None, metavar="T,...", help="comma-separated: main, access, ablation (default: the preset's)")
+    p.add_argument("--tables", default=None, metavar="T,...", help="comma-separated: main, access, ablation, sequential (default: the preset's)")
     p.add_argument("--attack", default=None, metavar="NAME", help="evaluation attack, any registered one, or none (default: svc-confidence)")
     p.add_argument("--num-samples", type=_seed, default=None, metavar="N", help="mnist1d: samples to generate (default: the preset's)")
     p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the recipe's epochs")
     p.add_argument("--out", default="bench-out", metavar="DIR", help="folder for results and the model cache")
     p.add_argument("--wait", action="store_true", help="if another run is using --out, wait for it to finish instead of refusing")
+    _dataset_options(p)
     _common(p)
     return parser
 
@@ -295,9 +333,11 @@ def _task_from(cfg: RunConfig, args: argparse.Namespace, **overrides: Any):
         retain_access=overrides.get("retain_access") or t.retain_access or 1.0,
         seed=overrides["seed"] if overrides.get("seed") is not None else (t.seed or 0),
         val_ratio=t.val_ratio,
+        val_from=overrides.get("val_from", "train"),
         data_dir=args.data_dir or t.data_dir,
         download=args.download,
-        dataset_config=overrides.get("dataset_config", cfg.dataset) or None,
+        dataset_config={**cfg.dataset, **dict(getattr(args, "dataset_option", []))} or None,
+        progress=not args.quiet,
     )
 
 
@@ -323,26 +363,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_task(meta: dict, cfg: RunConfig, args: argparse.Namespace, forget: Optional[str], retain_access: Optional[float] = None):
+def _checkpoint_task(meta: dict, cfg: RunConfig, args: argparse.Namespace, forget: Optional[str], retain_access: Optional[float] = None,
+                     *, extend: bool = False):
     dataset = getattr(args, "dataset", None)
     if dataset and dataset != meta["dataset"]:
         raise CheckpointError(f"checkpoint was trained on {meta['dataset']!r}, not {dataset!r}")
-    recorded = (meta.get("unlearned") or {}).get("forget")
-    if forget and recorded and str(parse_forget(forget)) != recorded:
-        raise CheckpointError(f"checkpoint forgot {recorded!r}; evaluating it against --forget {forget!r} would mix tasks")
-    forget = forget or recorded or cfg.task.forget
-    if not forget:
-        raise UsageError("--forget is required: random:RATIO, class:K or indices:FILE")
-    task = make_task(meta["dataset"], forget=forget, retain_access=retain_access or 1.0, seed=int(meta.get("seed", 0)),
-                     val_ratio=float(meta.get("val_ratio", 0.1)), data_dir=args.data_dir or cfg.task.data_dir,
-                     download=args.download, dataset_config=meta.get("dataset_config") or None)
-    if task.num_classes != int(meta["num_classes"]) or list(task.input_shape) != list(meta["input_shape"]):
-        raise CheckpointError(
-            f"checkpoint expects {meta['num_classes']} classes of shape {meta['input_shape']}, but {meta['dataset']!r} has "
-            f"{task.num_classes} of shape {list(task.input_shape)}"
-        )
+    if not forget and not extend and not forget_sets.forget_label(meta):
+        forget = cfg.task.forget  # the file's forget spec, for a checkpoint that has forgotten nothing
+    task = forget_sets.checkpoint_task(meta, forget, extend=extend,
+                                       retain_access=retain_access or 1.0, data_dir=args.data_dir or cfg.task.data_dir,
+                                       download=args.download, progress=not args.quiet)
     task.recipe = bench_mod.apply_recipe(task.recipe, meta.get("recipe") or {})
     return task
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    cfg = load_run_config(args.config)
+    out = _out_path(args.out, args.force, inputs=[args.weights])
+    model_name = args.model or cfg.task.model
+    if not model_name:
+        raise UsageError("--model is required: the architecture the weights belong to, e.g. torchvision:resnet50")
+    state = weights.read_state_dict(args.weights)
+    task = _task_from(cfg, args, dataset=args.dataset, seed=args.seed, val_from="test")
+    model = build_model(model_name, task, seed=task.seed, config=cfg.model or None)
+    weights.fit_state_dict(model, state, model_name, f"weights file {args.weights!r}")
+    task.recipe = bench_mod.apply_recipe(task.recipe, {**cfg.train, **({"epochs": args.epochs} if args.epochs is not None else {})})
+    metrics = evaluate(model, task, attack=None, device=_device(args.device))
+    if distributed.is_main():
+        meta = bench_mod.checkpoint_meta(task, model_name, cfg.model)
+        save_checkpoint(out, model, {**meta, "val_ratio": cfg.task.val_ratio, "kind": "imported",
+                                     "weights": {"file": str(args.weights), "sha256": weights.file_sha256(args.weights)}})
+    print(f"imported {model_name} for {task.dataset} ({task.num_classes} classes): train acc {metrics['RA']:.2f}%, "
+          f"test acc {metrics['TA']:.2f}% -> {out}")
+    return 0
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
@@ -357,20 +410,37 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     entry = registry.get("unlearner", name)
     config = make_config(entry, method if name == cfg.method.get("name", name) else {})
     unlearner = entry.factory(config)
+    attack = deletion.report_attack(args.attack)
     gamma = args.retain_access or cfg.task.retain_access or type(unlearner).default_retain_access
-    task = _checkpoint_task(meta, cfg, args, args.forget or cfg.task.forget, gamma)
+    request_spec = args.forget or cfg.task.forget
+    if not request_spec:
+        raise UsageError("--forget is required: random:RATIO, class:K, indices:FILE or ids:FILE")
+    task = _checkpoint_task(meta, cfg, args, request_spec, gamma, extend=True)
+    report_paths = deletion.report_paths(out, args.force)  # after the inputs are checked: their errors come first
     device = _device(args.device)
     seed = args.seed if args.seed is not None else int(meta.get("seed", 0))
+    eval_seed = int(meta.get("seed", 0))
+    before = deletion.measure(model.to(device), task, attack, seed=eval_seed, device=device)
+    view = task.view(unlearner.reads, who=type(unlearner).__name__)
     start = time.perf_counter()
-    new = unlearner.unlearn(model.to(device), task, seed=seed, device=device, progress=not args.quiet)
+    new = unlearner.unlearn(model, view, seed=seed, device=device, progress=not args.quiet)
     seconds = time.perf_counter() - start
+    after = deletion.measure(new, task, attack, seed=eval_seed, device=device)
     from unlearnkit.config import unstructure_config
 
-    unlearned = {"method": name, "config": unstructure_config(config), "forget": str(task.forget_spec),
+    unlearned = {"method": name, "config": unstructure_config(config), "forget": str(parse_forget(request_spec)),
                  "retain_access": gamma, "seed": seed, "seconds": seconds, "source": str(args.checkpoint)}
+    record = forget_sets.forget_record(meta, task, unlearned["forget"], name)
     if distributed.is_main():
-        save_checkpoint(out, new, {**meta, "kind": "unlearned", "unlearned": unlearned})
-    print(f"{name} unlearned {len(task.forget)} samples ({task.forget_spec}) in {seconds:.1f}s -> {out}")
+        save_checkpoint(out, new, {**meta, "kind": "unlearned", "unlearned": unlearned, **record})
+        report = deletion.build_report(
+            task=task, view=view, method=name, config=unlearned["config"], unlearner=unlearner, seed=seed, before=before,
+            after=after, seconds=seconds, attack=attack, source=str(args.checkpoint), output=str(out), model=new,
+            request_spec=unlearned["forget"], requests=len(record["requests"]))
+        deletion.write_report(report_paths, report)
+    print(f"{name} forgot {task.request.new} new sample(s) ({unlearned['forget']}; forget set now {len(task.forget)}) in {seconds:.1f}s: "
+          f"forget-set accuracy {before['forget_accuracy']:.1f}% -> {after['forget_accuracy']:.1f}% (unseen data: "
+          f"{after['unseen_accuracy']:.1f}%); wrote {out} and {report_paths[1]}")
     return 0
 
 
@@ -381,11 +451,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = _device(args.device)
     attack = None if args.attack in ("", "none") else args.attack
     metrics = evaluate(model.to(device), task, attack, seed=int(meta.get("seed", 0)), device=device, report=attack is not None)
+    forget = forget_sets.forget_label(meta) or str(task.forget_spec)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "forget": str(task.forget_spec), "attack": attack, **metrics}, indent=1))
+        print(json.dumps({"checkpoint": str(args.checkpoint), "forget": forget, "attack": attack, **metrics}, indent=1))
     else:
         shown = " ".join(f"{k} {metrics[k]:.2f}" for k in ("UA", "RA", "TA", "MIA") if k in metrics)
-        print(f"{args.checkpoint} on {task.dataset} forget {task.forget_spec}: {shown}")
+        print(f"{args.checkpoint} on {task.dataset} forget {forget}: {shown}")
     return 0
 
 
@@ -409,6 +480,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         options["dataset_config"] = {**(options.get("dataset_config") or {}), "num_samples": args.num_samples}
     if args.epochs is not None:
         options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
+    if args.dataset_option:
+        options["dataset_config"] = {**(options.get("dataset_config") or {}), **dict(args.dataset_option)}
     regimes = bench_mod.regimes(options)
     device = _device(args.device)
     rank0 = distributed.is_main()
@@ -434,4 +507,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"plugins": cmd_plugins, "train": cmd_train, "unlearn": cmd_unlearn, "evaluate": cmd_evaluate, "bench": cmd_bench}
+COMMANDS = {"plugins": cmd_plugins, "train": cmd_train, "import": cmd_import, "unlearn": cmd_unlearn, "evaluate": cmd_evaluate,
+            "bench": cmd_bench}

@@ -58,7 +58,12 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 @attrs.frozen
 class DatasetBundle:
-    """What a dataset factory returns: train and test splits and how to train on them."""
+    """What a dataset factory returns: train and test splits and how to train on them.
+
+    Datasets read from the user's files also give `class_names`, `ids` (one string per
+    train-split sample, e.g. an image's path) and `fingerprint`, a hash of their content that
+    checkpoints record so that a changed file is noticed.
+    """
 
     train: ArrayDataset
     test: ArrayDataset
@@ -66,6 +71,9 @@ class DatasetBundle:
     input_shape: tuple[int, ...]
     recipe: TrainConfig
     augment: Optional[Augment] = None
+    class_names: Optional[tuple[str, ...]] = None
+    ids: Optional[tuple[str, ...]] = None
+    fingerprint: Optional[str] = None
 
 
 def check_finite(name: str, dataset: ArrayDataset) -> None:

@@ -1,4 +1,5 @@
-"""Built-in models: `mlp`, `cnn1d`, `resnet18` (CIFAR stem) and `vit-tiny`.
+"""Built-in models: `mlp`, `cnn1d`, `resnet18` (CIFAR stem), `vit-tiny`, and every torchvision
+classification architecture as `torchvision:NAME`.
 
 Each factory is `factory(config, input_shape, num_classes) -> nn.Module`; the last layer is
 a `nn.Linear` head, whose input is the penultimate feature (see `penultimate_features`).
@@ -15,6 +16,7 @@ from torch import nn
 from unlearnkit._validators import positive
 from unlearnkit.config import config_class
 from unlearnkit.errors import UsageError
+from unlearnkit.registry import FROM_NAME
 
 
 @config_class
@@ -97,6 +99,59 @@ def vit_tiny(config: VitConfig, input_shape: tuple[int, ...], num_classes: int) 
         image_size=input_shape[1], patch_size=config.patch_size, num_layers=12, num_heads=3,
         hidden_dim=192, mlp_dim=768, num_classes=num_classes,
     )
+
+
+@config_class
+class TorchvisionConfig:
+    """A torchvision classification architecture (`torchvision:NAME`, e.g. `torchvision:resnet50`),
+    untrained, its head sized to the dataset's classes: `torchvision.models.get_model(NAME,
+    weights=None, num_classes=C)`; ViTs also take `image_size` from the data."""
+
+    arch: str = attrs.field(default="", metadata={FROM_NAME: True})
+
+
+#: Builder arguments some architectures need to train as plain classifiers (one output, no aux heads).
+_TORCHVISION_ARGS = {"googlenet": {"aux_logits": False, "init_weights": True}, "inception_v3": {"aux_logits": False, "init_weights": True}}
+
+
+def torchvision_model(config: TorchvisionConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    import difflib
+
+    import torchvision.models as tvm
+
+    name = config.arch
+    if not name:
+        raise UsageError("model torchvision needs an architecture: torchvision:NAME, e.g. torchvision:resnet50")
+    classifiers = tvm.list_models(module=tvm)
+    examples = "resnet18, resnet50, vit_b_16, convnext_tiny, efficientnet_b0, mobilenet_v3_small"
+    if name not in classifiers:
+        if name in tvm.list_models():
+            raise UsageError(f"torchvision model {name!r} is not an image classifier; use a classification architecture such as {examples}")
+        close = difflib.get_close_matches(name, classifiers, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        raise UsageError(f"unknown torchvision classification model {name!r}; {hint}(e.g. {examples}: torchvision.models.list_models(module=torchvision.models))")
+    if len(input_shape) != 3:
+        raise UsageError(f"torchvision:{name} takes images (channels, height, width), but the data has inputs of shape "
+                         f"{tuple(input_shape)}; 1-D data such as mnist1d needs a 1-D model (cnn1d, mlp)")
+    if input_shape[0] != 3:
+        raise UsageError(f"torchvision:{name} takes RGB images (3 channels), but the data has {input_shape[0]}; "
+                         "a folder dataset reads RGB with mode = 'rgb'")
+    kwargs: dict = {"weights": None, "num_classes": num_classes, **_TORCHVISION_ARGS.get(name, {})}
+    if name.startswith("vit_"):
+        kwargs["image_size"] = input_shape[1]
+    model = tvm.get_model(name, **kwargs)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1].out_features != num_classes:
+        raise UsageError(f"torchvision:{name} does not end in an nn.Linear head, which unlearning methods need (features, "
+                         f"head resets); choose another architecture, e.g. {examples}")
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"torchvision:{name} cannot take images of shape {tuple(input_shape)}: {reason}; resize them "
+                         "(folder datasets: size = N)") from None
+    return model.train()
 
 
 def head(model: nn.Module) -> nn.Linear:

@@ -8,8 +8,13 @@ import torch
 from torch import nn
 
 from unlearnkit.config import structure_config
+from unlearnkit.errors import UsageError
 from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.plugins import Entry, registry
+
+#: attrs field metadata key marking the config field that `NAME:VALUE` fills with VALUE: a dataset
+#: read from a file (`npz:data.npz` sets `path`), a model family member (`torchvision:resnet50`).
+FROM_NAME = "unlearnkit.from_name"
 
 
 def _build(kind: str, name: str, config: Any, overrides: dict[str, Any]) -> Any:
@@ -26,6 +31,38 @@ def make_config(entry: Entry, config: Any = None, overrides: Optional[dict[str, 
             return structure_config(entry.config_cls, {**attrs.asdict(config, recurse=False), **overrides}, f"$.{entry.name}")
         return config
     return structure_config(entry.config_cls, {**(config or {}), **(overrides or {})}, path=f"$.{entry.name}")
+
+
+def from_name_field(config_cls: type) -> Optional[str]:
+    """The config field a `NAME:VALUE` spelling fills, or None when the component takes no value."""
+    import attrs
+
+    return next((f.name for f in attrs.fields(config_cls) if f.metadata.get(FROM_NAME)), None)
+
+
+def resolve(kind: str, name: str, config: Optional[dict[str, Any]] = None) -> tuple[Entry, dict[str, Any]]:
+    """The entry for `name` (`NAME` or `NAME:VALUE`) and its config settings, VALUE filled in.
+
+    `NAME:VALUE` names a component whose config class marks one field with `FROM_NAME`; that
+    field is set from the name only, never from `config`.
+    """
+    config = dict(config or {})
+    if not isinstance(name, str) or ":" not in name or name in registry.names(kind):
+        entry = registry.get(kind, name)
+        field = from_name_field(entry.config_cls)
+        if field and config.get(field):
+            raise UsageError(f"{kind} {name!r}: give the {field} in the name, {name}:{field.upper()}, not as a setting")
+        return entry, config
+    prefix, _, value = name.partition(":")
+    entry = registry.get(kind, prefix)
+    field = from_name_field(entry.config_cls)
+    if field is None:
+        raise UsageError(f"{kind} {name!r}: {prefix!r} takes no value after ':'")
+    if not value:
+        raise UsageError(f"{kind} {name!r}: expected {prefix}:{field.upper()}")
+    if field in config and config[field] != value:
+        raise UsageError(f"{kind} {name!r}: {field} comes from the name; drop {field} = {config[field]!r} from its settings")
+    return entry, {**config, field: value}
 
 
 def get_unlearner(name: str, config: Any = None, **overrides: Any) -> Unlearner:
@@ -49,8 +86,13 @@ def get_combiner(name: str, config: Any = None, **overrides: Any) -> GradientCom
 
 
 def build_model(name: str, task: Any, *, seed: int = 0, config: Any = None, **overrides: Any) -> nn.Module:
-    """An untrained model `name` shaped for `task` (its `input_shape` and `num_classes`), seeded."""
-    entry = registry.get("model", name)
+    """An untrained model `name` (`NAME` or `NAME:VALUE`, e.g. `torchvision:resnet50`) shaped for
+    `task` (its `input_shape` and `num_classes`), seeded."""
+    if config is None or isinstance(config, dict):
+        entry, config = resolve("model", name, config)
+    else:  # an instance of the config class: the name's value goes in as an override
+        entry, from_name = resolve("model", name)
+        overrides = {**from_name, **overrides}
     cfg = make_config(entry, config, overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

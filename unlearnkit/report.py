@@ -8,13 +8,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from unlearnkit import sequential
 from unlearnkit.evaluation import METRICS
 
 REFERENCE = "ltu"
 
 
 def setting_of(row: dict[str, Any]) -> str:
-    return f"{row['forget']}"
+    return f"{row['forget']}" + (f" request {row['request']}" if row.get("request") else "")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -105,6 +106,9 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     summary = results["summary"]
     for table in dict.fromkeys(e["table"] for e in summary):
+        if table == "sequential":  # one table over the requests
+            lines += sequential.markdown(summary)
+            continue
         for setting in dict.fromkeys(e["setting"] for e in summary if e["table"] == table):
             entries = [e for e in summary if e["table"] == table and e["setting"] == setting]
             lines += ["", f"## {TABLE_TITLES.get(table, table)}: forget `{setting}`", "",

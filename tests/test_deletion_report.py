@@ -1,0 +1,217 @@
+"""Deletion requests from the command line: the report beside every `unlearn` output, and
+requests in a row that forget the union of everything asked so far."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import shutil
+
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.checkpoint import load_checkpoint, load_model
+from unlearnkit.cli import main
+from unlearnkit.errors import DivergenceError
+from unlearnkit.plugins import registry
+from unlearnkit.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.testing.files import tiny_npz
+
+RUN_INFO = {"steps": 3, "stop_reason": "calibrated: forget loss reached the held-out level"}
+
+
+@uk.config_class
+class ProbeConfig:
+    diverge: bool = False
+
+
+class Probe(uk.Unlearner):
+    """Reads the forget set and D̂_r, nudges the head, and reports how it stopped."""
+
+    reads = frozenset({"forget", "retain", "val"})
+
+    def run(self, model, task, *, seed, device, progress):
+        if self.config.diverge:
+            raise DivergenceError("probe: loss became nan at step 2; lower the learning rate")
+        n = len(task.forget) + len(task.retain)  # reads forget and retain, never val
+        with torch.no_grad():
+            uk.models.head(model).bias.add_(0.01 * n)
+        self.run_info = dict(RUN_INFO)
+        return model
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deletion")
+    registry.register("unlearner", "probe", Probe, ProbeConfig)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNLEARNKIT_DATA_DIR", str(root / "data"))
+        _load_bundle.cache_clear()
+        tiny_npz(root / "people.npz", n_train=120)
+        (root / "t.toml").write_text('[task]\nmodel = "mlp"\n[train]\nepochs = 5\n')
+        assert main(["train", "--dataset", f"npz:{root / 'people.npz'}", "--config", str(root / "t.toml"),
+                     "--out", str(root / "a.pt"), "--quiet"]) == 0
+        task = make_task(f"npz:{root / 'people.npz'}", seed=0)
+        train_ids, val_ids = task.ids_of(task.train), task.ids_of(task.val)
+        (root / "req1.txt").write_text("\n".join(train_ids[:6]) + "\n")
+        (root / "req2.txt").write_text("\n".join(train_ids[5:9] + val_ids[:1]) + "\n")  # one already forgotten, one never trained on
+        (root / "ids").mkdir()
+        yield root, train_ids, val_ids
+    registry.unregister("unlearner", "probe")
+
+
+def unlearn(ws_root, checkpoint, request, out, *extra):
+    return main(["unlearn", "--checkpoint", str(ws_root / checkpoint), "--forget", f"ids:{ws_root / request}",
+                 "--out", str(ws_root / out), "--quiet", *map(str, extra)])
+
+
+@pytest.fixture(scope="module")
+def first(ws):
+    root, _, _ = ws
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNLEARNKIT_DATA_DIR", str(root / "data"))
+        assert unlearn(root, "a.pt", "req1.txt", "r1/model.pt", "--method", "probe") == 0
+        assert unlearn(root, "r1/model.pt", "req2.txt", "r2/model.pt", "--method", "probe") == 0
+    return root
+
+
+def report(path):
+    return json.loads((path / "report.json").read_text()), (path / "report.md").read_text()
+
+
+def test_the_report_says_what_was_asked_never_the_ids(ws, first):
+    root, train_ids, _ = ws
+    data, text = report(root / "r1")
+    asked = train_ids[:6]
+    assert data["request"] == {"forget": f"ids:{root / 'req1.txt'}", "count": 6, "new": 6, "already_forgotten": 0, "held_out": 0,
+                               "sha256": hashlib.sha256("\n".join(sorted(asked)).encode()).hexdigest()}
+    assert data["forget_set"]["count"] == 6 and data["forget_set"]["requests"] == 1
+    for sample_id in train_ids + ["person-"]:
+        assert sample_id not in json.dumps(data) and sample_id not in text
+    assert data["request"]["sha256"] in text and "6 newly forgotten" in text
+
+
+def test_the_report_says_how_what_was_read_and_how_it_stopped(ws, first):
+    root, _, _ = ws
+    data, text = report(root / "r1")
+    task = make_task(f"npz:{root / 'people.npz'}", forget=f"ids:{root / 'req1.txt'}", seed=0, retain_access=1.0)
+    assert data["method"] == {"name": "probe", "config": {"diverge": False}, "retain_access": 1.0, "seed": 0}
+    assert data["data_read"] == {"declared": ["forget", "retain", "val"], "read": {"forget": 6, "retain": len(task.retain)},
+                                 "retain_available": len(task.retain_full)}
+    assert data["run_info"] == RUN_INFO and RUN_INFO["stop_reason"] in text
+    assert data["versions"]["torch"] == importlib.metadata.version("torch") and data["wall_seconds"] >= 0
+    assert data["checkpoints"]["output"] == str(root / "r1" / "model.pt")
+    assert data["dataset"]["fingerprint"] == task.fingerprint and data["dataset"]["classes"] == ["a", "b", "c"]
+    assert "no formal guarantee" in data["guarantees"] and "per-example audit" in text
+
+
+def test_before_and_after_are_the_input_and_output_models_on_the_forget_set(ws, first):
+    root, _, _ = ws
+    data, text = report(root / "r1")
+    task = make_task(f"npz:{root / 'people.npz'}", forget=f"ids:{root / 'req1.txt'}", seed=0)
+    for side, checkpoint in (("before", "a.pt"), ("after", "r1/model.pt")):
+        model, _ = load_model(root / checkpoint)
+        metrics = uk.evaluate(model, task, "svc-confidence", seed=0, report=True)
+        figures = data[side]
+        assert figures["forget_accuracy"] == pytest.approx(100 - metrics["UA"])
+        assert figures["retain_accuracy"] == pytest.approx(metrics["RA"]) and figures["test_accuracy"] == pytest.approx(metrics["TA"])
+        assert figures["unseen_accuracy"] == pytest.approx(uk.accuracy(uk.predict_logits(model, task.val), task.val.y))
+        assert figures["mia"] == pytest.approx({"efficacy": metrics["MIA"], **metrics["MIA_report"]})
+    assert f"| accuracy on the forget set | {data['before']['forget_accuracy']:.2f} | {data['after']['forget_accuracy']:.2f} |" in text
+
+
+def test_requests_in_a_row_forget_the_union(ws, first):
+    root, train_ids, val_ids = ws
+    _, meta = load_checkpoint(root / "r2" / "model.pt")
+    union = make_task(f"npz:{root / 'people.npz'}", seed=0)
+    position = {i: k for k, i in enumerate(union.source_ids)}
+    assert meta["forget_set"]["indices"] == sorted(position[i] for i in train_ids[:9])
+    assert [r["forget"] for r in meta["requests"]] == [f"ids:{root / 'req1.txt'}", f"ids:{root / 'req2.txt'}"]
+    data, text = report(root / "r2")
+    assert data["request"]["count"] == 5 and data["request"]["already_forgotten"] == 1 and data["request"]["held_out"] == 1
+    assert data["request"]["new"] == 3 and data["forget_set"]["count"] == 9 and data["forget_set"]["requests"] == 2
+    assert data["data_read"]["read"]["forget"] == 9  # the method forgets the union
+    assert "1 never trained on (held out)" in text
+    assert (root / "r1" / "report.json").exists()  # the first request's report stays beside its model
+
+
+def test_evaluate_of_a_sequential_checkpoint_reports_the_union(ws, first, capsys):
+    root, _, _ = ws
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(root / "r2" / "model.pt"), "--attack", "none", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    _, meta = load_checkpoint(root / "r2" / "model.pt")
+    task = make_task(f"npz:{root / 'people.npz'}", forget=ForgetSpec("indices", tuple(meta["forget_set"]["indices"])), seed=0)
+    model, _ = load_model(root / "r2" / "model.pt")
+    assert result["forget"] == f"ids:{root / 'req1.txt'} + ids:{root / 'req2.txt'}"
+    assert result["UA"] == pytest.approx(uk.evaluate(model, task, None)["UA"])
+    code = main(["evaluate", "--checkpoint", str(root / "r2" / "model.pt"), "--forget", f"ids:{root / 'req2.txt'}"])
+    assert code == 2 and "would mix tasks" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, code, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("unlearnkit: error: "), err
+    assert all(n in err[0] for n in needles), err[0]
+
+
+def test_refusals_write_nothing_and_leave_the_input(ws, first, capsys, monkeypatch):
+    root, _, _ = ws
+    monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(root / "data"))
+    before = (root / "r1" / "model.pt").read_bytes()
+    listing = sorted(root.rglob("*"))
+    capsys.readouterr()
+    # the same request again: nothing new to forget
+    _one_line_error(capsys, unlearn(root, "r1/model.pt", "req1.txt", "r3/model.pt", "--method", "probe"), "already forgotten")
+    # a report is never replaced silently
+    _one_line_error(capsys, unlearn(root, "r1/model.pt", "req2.txt", "r1/again.pt", "--method", "probe"), "report.json exists", "--force")
+    # unknown ids, an unknown attack
+    (root / "ids" / "ghosts.txt").write_text("ghost-1\n")
+    listing = sorted(root.rglob("*"))
+    _one_line_error(capsys, unlearn(root, "a.pt", "ids/ghosts.txt", "r4/model.pt", "--method", "probe"), "'ghost-1'")
+    _one_line_error(capsys, unlearn(root, "a.pt", "req1.txt", "r4/model.pt", "--method", "probe", "--attack", "nosuch"), "unknown attack 'nosuch'")
+    assert (root / "r1" / "model.pt").read_bytes() == before and sorted(root.rglob("*")) == listing
+
+
+def test_a_failed_run_writes_no_checkpoint_and_no_report(ws, first, capsys, tmp_path, monkeypatch):
+    root, _, _ = ws
+    monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(root / "data"))
+    (tmp_path / "m.toml").write_text('[method]\nname = "probe"\ndiverge = true\n')
+    code = main(["unlearn", "--checkpoint", str(root / "a.pt"), "--config", str(tmp_path / "m.toml"), "--forget",
+                 f"ids:{root / 'req1.txt'}", "--out", str(tmp_path / "out" / "model.pt"), "--quiet"])
+    assert code == 1 and "probe: loss became nan" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_an_attack_the_report_says_so(ws, first, tmp_path, monkeypatch):
+    root, _, _ = ws
+    monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(root / "data"))
+    assert main(["unlearn", "--checkpoint", str(root / "a.pt"), "--method", "example-head-reset", "--forget",
+                 f"ids:{root / 'req1.txt'}", "--attack", "none", "--out", str(tmp_path / "model.pt"), "--quiet"]) == 0
+    data, text = report(tmp_path)
+    assert data["attack"] is None and "mia" not in data["after"] and "No membership-inference attack was run" in text
+    assert data["run_info"] is None and "Stop" not in text
+
+
+def test_data_that_changed_since_training_is_refused(ws, tmp_path, capsys, monkeypatch):
+    root, _, _ = ws
+    monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(tmp_path / "data"))
+    shutil.copy(root / "people.npz", tmp_path / "people.npz")
+    assert main(["train", "--dataset", f"npz:{tmp_path / 'people.npz'}", "--model", "mlp", "--epochs", "1",
+                 "--out", str(tmp_path / "a.pt"), "--quiet"]) == 0
+    tiny_npz(tmp_path / "people.npz", n_train=120, x_test=torch.zeros(15, 6).numpy())
+    capsys.readouterr()
+    code = unlearn(tmp_path, "a.pt", "people.npz", "r/model.pt", "--method", "probe")  # any ids file: the data check comes first
+    _one_line_error(capsys, code, "has changed since the checkpoint was made")
+    assert not (tmp_path / "r").exists()
+
+
+def test_recorded_forget_sets_are_validated_on_load(ws, first, tmp_path):
+    root, _, _ = ws
+    _, meta = load_checkpoint(root / "r2" / "model.pt")
+    model, _ = load_model(root / "r2" / "model.pt")
+    uk.save_checkpoint(tmp_path / "bad.pt", model, {**meta, "forget_set": {"indices": [-1, "x"]}})
+    with pytest.raises(uk.CheckpointError, match="forget_set must record"):
+        load_checkpoint(tmp_path / "bad.pt")
