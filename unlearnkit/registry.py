@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from unlearnkit.config import structure_config
-from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
+from unlearnkit.interfaces import Audit, GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.plugins import Entry, registry
 
 
@@ -46,6 +46,11 @@ def get_sampler(name: str, config: Any = None, **overrides: Any) -> Sampler:
 def get_combiner(name: str, config: Any = None, **overrides: Any) -> GradientCombiner:
     """The gradient combiner `name`."""
     return _build("combiner", name, config, overrides)
+
+
+def get_audit(name: str, config: Any = None, **overrides: Any) -> Audit:
+    """The per-example privacy audit `name`."""
+    return _build("audit", name, config, overrides)
 
 
 def build_model(name: str, task: Any, *, seed: int = 0, config: Any = None, **overrides: Any) -> nn.Module:
@@ -86,3 +91,8 @@ def list_datasets(filter: Optional[str] = None, exclude: Optional[str] = None) -
 def list_models(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
     """Sorted names of registered models."""
     return registry.names("model", filter, exclude)
+
+
+def list_audits(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered per-example privacy audits."""
+    return registry.names("audit", filter, exclude)
