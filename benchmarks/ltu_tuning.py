@@ -77,7 +77,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
 
     settings = resolve({"preset": args.preset, "seeds": seeds, "methods": [args.method], "tables": ["main"]})
-    bench = Bench(settings, Path(args.out), device=args.device, quiet=True)
+    bench = Bench(settings, Path(args.out), device=args.device)
     log = Path(args.out) / "tuning.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     done = {key(r["name"], r["config"], r["forget"], r["seed"]) for r in rows}

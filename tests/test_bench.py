@@ -104,7 +104,7 @@ def test_bad_settings_are_refused_before_any_work(options, message):
 def test_bench_end_to_end_with_a_third_party_method(tmp_path):
     settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
                               "seeds": [0, 1], "train": {"epochs": 3}})
-    runner = bench.Bench(settings, tmp_path, quiet=True)
+    runner = bench.Bench(settings, tmp_path)
     results = runner.run()
     assert {r["method"] for r in results["rows"]} == {"original", "retrain", "example-head-reset"}
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -117,8 +117,8 @@ def test_bench_end_to_end_with_a_third_party_method(tmp_path):
     assert (tmp_path / "results.png").stat().st_size > 0  # the plot extra is installed for the tests
     assert set(saved["manifest"]["train_seconds"]["random:0.1/seed1"]) == {"original", "retrain"}
     assert all(r["eval_s"] >= 0 for r in saved["rows"])
-    again = bench.Bench(settings, tmp_path, quiet=True)
-    assert again.load_previous() == 6
+    again = bench.Bench(settings, tmp_path)
+    assert again.load_previous() == (6, 0)
     assert again.run()["rows"] == results["rows"]  # nothing recomputed
     assert json.loads((tmp_path / "results.json").read_text())["manifest"]["split_hashes"] == saved["manifest"]["split_hashes"]
 
@@ -141,7 +141,101 @@ def test_bench_records_divergence_as_a_row(tmp_path):
     settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "attack": None, "train": {"epochs": 2},
                               "methods": [{"name": "example-head-reset", "label": "diverges", "lr": 1e37, "epochs": 20},
                                           {"name": "example-head-reset", "label": "fine"}]})
-    rows = bench.Bench(settings, tmp_path, quiet=True).run()["rows"]
+    rows = bench.Bench(settings, tmp_path).run()["rows"]
     assert [r["method"] for r in rows] == ["original", "retrain", "diverges", "fine"]
     assert "loss became" in rows[2]["error"] and "UA" not in rows[2]
     assert "UA" in rows[3]
+
+
+RESET = "example-head-reset"
+
+
+def _settings(methods, seeds=(0,)):
+    return bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": methods, "attack": None, "seeds": list(seeds),
+                          "train": {"epochs": 2}})
+
+
+def _run(methods, out, seeds=(0,)):
+    runner = bench.Bench(_settings(methods, seeds), out)
+    reused, aside = runner.load_previous()
+    return runner.run(), reused, aside
+
+
+def test_results_hold_exactly_the_rows_asked_for_and_keep_the_others_aside(tmp_path):
+    a, b = {"name": RESET, "label": "a"}, {"name": RESET, "label": "b", "epochs": 2}
+    full, _, _ = _run([a, b], tmp_path)
+    only_b, reused, aside = _run([b], tmp_path)
+    assert (reused, aside) == (3, 1)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["method"] for r in saved["rows"]] == ["original", "retrain", "b"] == [r["method"] for r in only_b["rows"]]
+    assert saved["rows"] == [r for r in full["rows"] if r["method"] != "a"]  # reused as they were, not recomputed
+    assert [m["label"] for m in saved["manifest"]["config"]["methods"]] == ["original", "retrain", "b"]
+    assert {e["method"] for e in saved["summary"]} == {"original", "retrain", "b"}
+    assert "| a |" not in (tmp_path / "results.md").read_text()
+    set_aside = json.loads((tmp_path / bench.SET_ASIDE).read_text())
+    assert set_aside["rows"] == [r for r in full["rows"] if r["method"] == "a"]
+    # asking for `a` again takes its row back; nothing is left aside
+    again, reused, aside = _run([a, b], tmp_path)
+    assert (reused, aside) == (4, 0) and again["rows"] == full["rows"] and not (tmp_path / bench.SET_ASIDE).exists()
+
+
+def test_a_row_of_other_method_settings_is_not_reused(tmp_path):
+    first, _, _ = _run([{"name": RESET, "label": "b", "epochs": 2}], tmp_path)
+    second, reused, aside = _run([{"name": RESET, "label": "b", "epochs": 3}], tmp_path)
+    assert (reused, aside) == (2, 1)
+    (old,) = [r for r in first["rows"] if r["method"] == "b"]
+    (new,) = [r for r in second["rows"] if r["method"] == "b"]
+    assert (old["config"], new["config"]) == ({"epochs": 2}, {"epochs": 3})
+    assert json.loads((tmp_path / bench.SET_ASIDE).read_text())["rows"] == [old]
+
+
+def test_the_manifest_describes_only_the_seeds_beside_it(tmp_path):
+    _run([RESET], tmp_path, seeds=(0, 1))
+    results, reused, _ = _run([RESET], tmp_path, seeds=(1,))
+    assert reused == 3 and {r["seed"] for r in results["rows"]} == {1}
+    manifest = json.loads((tmp_path / "results.json").read_text())["manifest"]
+    assert manifest["seeds"] == [1] and set(manifest["split_hashes"]) == set(manifest["train_seconds"]) == {"random:0.1/seed1"}
+    back, reused, aside = _run([RESET], tmp_path, seeds=(0, 1))  # seed 0 comes back with its split hashes
+    assert (reused, aside) == (6, 0)
+    assert set(json.loads((tmp_path / "results.json").read_text())["manifest"]["split_hashes"]) == {"random:0.1/seed0", "random:0.1/seed1"}
+
+
+def test_the_manifest_traces_a_result_without_a_git_checkout(tmp_path, monkeypatch):
+    import subprocess
+
+    import unlearnkit
+    from unlearnkit import provenance
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")  # an install from a wheel: no checkout, maybe no git at all
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    manifest = bench.Bench(_settings([RESET]), tmp_path).manifest
+    source = manifest["git"]
+    assert source["revision"] is None and source["dirty"] is None
+    assert source["distributions"]["unlearnkit"]["version"] == unlearnkit.__version__
+    assert set(source["distributions"]) >= {"unlearnkit", "unlearnkit-example"}  # every distribution that registered a component
+    assert manifest["versions"]["unlearnkit"] == unlearnkit.__version__ and "torch" in manifest["versions"]
+    # a pip install from a VCS URL records its commit (PEP 610), which becomes the revision
+    info = tmp_path / "site" / "unlearnkit_fake-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: unlearnkit-fake\nVersion: 1.0\n")
+    (info / "direct_url.json").write_text(json.dumps({"url": "https://example.org/unlearnkit.git",
+                                                      "vcs_info": {"vcs": "git", "commit_id": "0123abcd"}}))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    fake = provenance.source(["unlearnkit-fake"])["distributions"]["unlearnkit-fake"]
+    assert fake == {"version": "1.0", "installed_from": "git+https://example.org/unlearnkit.git", "commit": "0123abcd"}
+
+
+def test_the_manifest_records_the_checkout_revision():
+    import subprocess
+    from pathlib import Path
+
+    from unlearnkit import provenance
+
+    root = Path(bench.__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("unlearnkit is not imported from a git checkout here")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    assert provenance.checkout_revision() == (head, bool(subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()))

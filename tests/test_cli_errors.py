@@ -68,6 +68,7 @@ def ws(tmp_path_factory):
         (root / "empty.txt").write_text("# none\n")
         data = (root / "a.pt").read_bytes()
         (root / "truncated.pt").write_bytes(data[: len(data) // 2])
+        (root / "text.pt").write_text("epoch 1: loss 0.42\nepoch 2: loss 0.31\n")  # a log saved under the wrong name
         torch.save(torch.nn.Linear(16, 4).state_dict(), root / "foreign.pt")
         with open(root / "evil.pt", "wb") as fh:
             pickle.dump({"format": FORMAT, "format_version": FORMAT_VERSION, "x": _WritesMarker(root / "MARKER")}, fh, protocol=4)
@@ -193,6 +194,8 @@ BAD_EVALUATE = {
     "unknown attack": (["evaluate", "--checkpoint", "{ws}/b.pt", "--attack", "nosuch"], ["unknown attack 'nosuch'"]),
     "checkpoint with code": (["evaluate", "--checkpoint", "{ws}/evil.pt"], ["evil.pt", "refused", "never runs code"]),
     "checkpoint is a folder": (["evaluate", "--checkpoint", "{ws}"], ["is a directory"]),
+    "checkpoint is text": (["evaluate", "--checkpoint", "{ws}/text.pt"],
+                           ["text.pt", "is not an unlearnkit checkpoint: it is a text file", "'epoch 1: loss 0.42'"]),
 }
 
 

@@ -2,16 +2,19 @@
 
     import unlearnkit as uk
     task = uk.make_task("mnist1d", forget="random:0.1", retain_access=0.3, seed=0)
-    model = uk.train_model(uk.build_model("cnn1d", task), task, seed=0)
-    new = uk.get_unlearner("ft").unlearn(model, task)
+    model = uk.train_model(uk.build_model("cnn1d", task), task, seed=0, progress=True)
+    new = uk.get_unlearner("ft").unlearn(model, task, progress=True)
     uk.evaluate(new, task, attack="svc-confidence")
-"""
+    model = uk.load_model("original.pt")   # a checkpoint written by `unlearnkit train` or `unlearn`
 
-from __future__ import annotations
+Plugin authors: `uk.validators` (config field validators), `uk.progress_bar`, `unlearnkit.testing`.
+"""
 
 __version__ = "0.1.0"
 
+from unlearnkit import validators
 from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
+from unlearnkit.checkpoint import read_model as load_model
 from unlearnkit.config import config_class, load_toml, structure_config, unstructure_config
 from unlearnkit.data import ArrayDataset, DatasetBundle
 from unlearnkit.errors import (
@@ -28,6 +31,7 @@ from unlearnkit.evaluation import accuracy, attack_report, evaluate, gap, mia_ef
 from unlearnkit.hookspecs import hookimpl
 from unlearnkit.interfaces import Audit, AuditResult, GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.models import features_and_logits, penultimate_features
+from unlearnkit.progress import progress_bar
 from unlearnkit.registry import (
     build_model,
     get_attack,
@@ -51,8 +55,8 @@ __all__ = [
     "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
-    "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners", "list_datasets",
-    "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_toml", "make_task", "mia_efficacy",
-    "parse_forget", "penultimate_features", "predict_logits", "resolve_device", "save_checkpoint",
-    "structure_config", "train_model", "unstructure_config",
+    "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",
+    "list_datasets", "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_model", "load_toml", "make_task",
+    "mia_efficacy", "parse_forget", "penultimate_features", "predict_logits", "progress_bar", "resolve_device",
+    "save_checkpoint", "structure_config", "train_model", "unstructure_config", "validators",
 ]

@@ -1,29 +1,29 @@
 """`unlearnkit bench`: train the original and Retrain models, run methods, tabulate gaps.
 
-Original and Retrain models are cached in `OUT/cache` by a hash of what determines them;
-each finished row is written to `OUT/results.json` (atomically) as it completes, so an
-interrupted bench resumes where it stopped.
+Original and Retrain models are cached in `OUT/cache` (`unlearnkit.cache.ModelCache`) by a
+hash of what determines them; each finished row is written to `OUT/results.json` (atomically)
+as it completes, so an interrupted bench resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import attrs
 import torch
-from tqdm.auto import tqdm
 
-from unlearnkit import distributed, report
-from unlearnkit.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from unlearnkit import distributed, provenance, report
+from unlearnkit.cache import ModelCache
+from unlearnkit.checkpoint import atomic_write_text
 from unlearnkit.config import config_hash, structure_config, unstructure_config
 from unlearnkit.errors import ConfigError, DivergenceError, UsageError
 from unlearnkit.evaluation import evaluate, gap
 from unlearnkit.plugins import registry
+from unlearnkit.progress import progress_bar
 from unlearnkit.registry import build_model, get_unlearner, make_config
 from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
 from unlearnkit.training import TrainConfig, train_model
@@ -46,6 +46,7 @@ ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu")  # the paper's Table 2
 ACCESS_LEVELS = (0.1, 0.3)
 RESERVED = ("name", "label", "retain_access")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
+SET_ASIDE = "rows-set-aside.json"  # finished rows of earlier runs in the folder that the latest run did not ask for
 
 
 @attrs.frozen
@@ -86,6 +87,16 @@ class Job:
 
     def key(self) -> tuple:
         return (self.table, self.spec.label, self.forget, self.retain_access, self.seed)
+
+
+def job_identity(job: Job) -> str:
+    """What a result row of `job` must match to be reused: its place in the tables and the method's settings."""
+    return config_hash([*job.key(), job.spec.name, job.spec.config])
+
+
+def row_identity(row: dict[str, Any]) -> str:
+    """`job_identity` of the job that produced `row`."""
+    return config_hash([row["table"], row["method"], row["forget"], row["retain_access"], row["seed"], row["name"], row["config"]])
 
 
 def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]:
@@ -204,14 +215,20 @@ def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> 
 
 
 class Bench:
-    """Runs a plan, caching trained models and appending rows to results.json as they finish."""
+    """Runs a plan, caching trained models and writing rows to results.json as they finish.
 
-    def __init__(self, settings: BenchSettings, out: Path, *, device: str = "cpu", quiet: bool = False, rank0: bool = True):
-        self.settings, self.out, self.device, self.quiet, self.rank0 = settings, Path(out), device, quiet, rank0
+    `results.json` holds exactly the rows of this configuration: rows an earlier run in `out`
+    finished for it are reused, rows it does not ask for are moved to `SET_ASIDE` (and taken
+    back by a later run that asks for them). `progress`: bars on a terminal, lines in a log.
+    """
+
+    def __init__(self, settings: BenchSettings, out: Path, *, device: str = "cpu", progress: bool = False, rank0: bool = True):
+        self.settings, self.out, self.device, self.progress, self.rank0 = settings, Path(out), device, progress, rank0
         self.recipe_overrides = settings.train
+        self.jobs = plan(settings)
         self.rows: list[dict[str, Any]] = []
         self.manifest = self._manifest()
-        self.cache_dir = self.out / "cache"
+        self.cache = ModelCache(self.out / "cache", writable=rank0)
         self._gold: dict[tuple, tuple] = {}
 
     # -- results.json ----------------------------------------------------------------------
@@ -219,40 +236,74 @@ class Bench:
     def results_path(self) -> Path:
         return self.out / "results.json"
 
-    def load_previous(self) -> int:
-        """Keep the rows of an earlier run of the same setting; refuse a different setting."""
-        if not self.results_path.exists():
-            return 0
+    def load_previous(self) -> tuple[int, int]:
+        """Reuse the finished rows of earlier runs of the same setting that this configuration asks
+        for, and set the others aside; refuse a different setting. Returns (reused, set aside)."""
+        results = self._read_previous(self.results_path) or {"manifest": {}, "rows": []}
+        set_aside = self._read_previous(self.out / SET_ASIDE) or {"manifest": {}, "rows": []}
+        found: dict[str, dict[str, Any]] = {}
+        for row in results["rows"] + set_aside["rows"]:  # results.json wins
+            found.setdefault(row_identity(row), row)
+        wanted = {job_identity(j) for j in self.jobs}
+        self.rows = self._ordered([row for key, row in found.items() if key in wanted])
+        aside = [row for key, row in found.items() if key not in wanted]
+        # split hashes and training times of every forget set and seed finished before
+        known = {key: {**set_aside["manifest"].get(key, {}), **results["manifest"].get(key, {})} for key in ("split_hashes", "train_seconds")}
+        combos = {f"{j.forget}/seed{j.seed}" for j in self.jobs}
+        for key, values in known.items():
+            self.manifest[key].update({k: v for k, v in values.items() if k in combos})
+        if self.rank0 and found:  # at each step every row is in results.json or the set-aside file
+            newly = [row for row in aside if row not in set_aside["rows"]]
+            if newly:
+                self._write_set_aside(set_aside["rows"] + newly, known)
+            self.save()
+            self._write_set_aside(aside, known)
+        return len(self.rows), len(aside)
+
+    def _read_previous(self, path: Path) -> Optional[dict[str, Any]]:
+        if not path.exists():
+            return None
         try:
-            previous = json.loads(self.results_path.read_text())
+            previous = json.loads(path.read_text())
             rows, setting = previous["rows"], previous["manifest"]["setting_hash"]
-        except (ValueError, KeyError, TypeError):
-            raise UsageError(f"{self.results_path} exists but is not an unlearnkit results file; choose another --out") from None
+            for row in rows:
+                row_identity(row)  # has the fields a row has
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(f"{path} exists but is not an unlearnkit results file; choose another --out") from None
         if setting != self.manifest["setting_hash"]:
             raise UsageError(
-                f"{self.results_path} holds results of a different setting (dataset, model, recipe or attack); "
+                f"{path} holds results of a different setting (dataset, model, recipe or attack); "
                 "choose another --out to keep both"
             )
-        self.rows = rows
-        for key in ("split_hashes", "train_seconds"):  # of the settings finished before
-            self.manifest[key].update(previous["manifest"].get(key, {}))
-        return len(rows)
+        return previous
 
-    def _row_key(self, row: dict[str, Any]) -> tuple:
-        return (row["table"], row["method"], row["forget"], row["retain_access"], row["seed"])
+    def _write_set_aside(self, rows: list[dict[str, Any]], known: dict[str, dict]) -> None:
+        path = self.out / SET_ASIDE
+        if rows:
+            note = "finished rows of earlier runs in this folder that the latest run did not ask for; a run asking for them reuses them"
+            manifest = {"setting_hash": self.manifest["setting_hash"], "note": note, **known}
+            atomic_write_text(path, json.dumps({"manifest": manifest, "rows": rows}, indent=1))
+        else:
+            path.unlink(missing_ok=True)
+
+    def _ordered(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        order = {job_identity(j): i for i, j in enumerate(self.jobs)}
+        return sorted(rows, key=lambda r: order[row_identity(r)])
+
+    def _results(self) -> dict[str, Any]:
+        return {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
+                "comparisons": report.compare(self.rows)}
 
     def save(self) -> None:
         if not self.rank0:
             return
-        results = {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
-                   "comparisons": report.compare(self.rows)}
+        results = self._results()
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.results_path, json.dumps(results, indent=1))
         atomic_write_text(self.out / "results.md", report.markdown(results))
 
     def finish(self) -> dict[str, Any]:
-        results = {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
-                   "comparisons": report.compare(self.rows)}
+        results = self._results()
         if self.rank0:
             self.save()
             report.plot(results, self.out / "results.png")
@@ -260,14 +311,14 @@ class Bench:
 
     # -- the work --------------------------------------------------------------------------
     def run(self, progress_cb: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
-        jobs = plan(self.settings)
-        done = {self._row_key(r) for r in self.rows}
-        todo = [j for j in jobs if j.key() not in done]
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="bench", disable=self.quiet)
+        done = {row_identity(r) for r in self.rows}
+        todo = [j for j in self.jobs if job_identity(j) not in done]
+        bar = progress_bar(desc="bench", total=len(self.jobs), initial=len(self.jobs) - len(todo), each=True, enabled=self.progress)
         for job in todo:
             row = self.run_job(job)
-            self.rows.append(row)
+            self.rows = self._ordered(self.rows + [row])
             self.save()
+            bar.set_postfix_str(f"{job.spec.label} ({job.table}, {job.forget}, γ {job.retain_access:g}, seed {job.seed}): {_brief(row)}")
             bar.update(1)
             if progress_cb:
                 progress_cb(row)
@@ -283,34 +334,26 @@ class Bench:
 
     def _cached_model(self, kind: str, task: UnlearningTask, data_key: dict, train: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, float]:
         s = self.settings
-        key = config_hash({"kind": kind, "dataset": s.dataset, "dataset_config": task.dataset_config, "model": s.model,
-                           "model_config": s.model_config, "recipe": unstructure_config(task.recipe), **data_key})
-        path = self.cache_dir / f"{kind}-{key}.pt"
-        model = build_model(s.model, task, seed=data_key["seed"], config=s.model_config or None)
-        if path.exists():
-            state, meta = load_checkpoint(path)
-            model.load_state_dict(state)
-            return model.to(self.device).eval(), float(meta["train_seconds"])
-        start = time.perf_counter()
-        model = train()
-        seconds = time.perf_counter() - start
-        if self.rank0:
-            save_checkpoint(path, model, {**checkpoint_meta(task, s.model, s.model_config), "val_ratio": s.val_ratio, "kind": kind, "train_seconds": seconds})
-        return model, seconds
+        key = {"dataset": s.dataset, "dataset_config": task.dataset_config, "model": s.model,
+               "model_config": s.model_config, "recipe": unstructure_config(task.recipe), **data_key}
+        model, meta = self.cache.get_or_train(
+            kind, key, build=lambda: build_model(s.model, task, seed=data_key["seed"], config=s.model_config or None),
+            train=train, meta={**checkpoint_meta(task, s.model, s.model_config), "val_ratio": s.val_ratio}, device=self.device)
+        return model, float(meta["train_seconds"])
 
     def original(self, task: UnlearningTask, seed: int) -> tuple[torch.nn.Module, float]:
         """The original model: trained on D_r ∪ D_f with the dataset's recipe."""
         s = self.settings
         return self._cached_model("original", task, {"seed": seed, "train": task.split_hashes()["train"]}, lambda: train_model(
             build_model(s.model, task, seed=seed, config=s.model_config or None), task, seed=seed, device=self.device,
-            progress=not self.quiet, who=f"original (seed {seed})"))
+            progress=self.progress, who=f"original (seed {seed})"))
 
     def gold(self, task: UnlearningTask, seed: int) -> tuple[torch.nn.Module, float]:
         """The Retrain model: the original's recipe from scratch on D_r alone."""
         s = self.settings
         hashes = task.split_hashes()
         return self._cached_model("retrain", task, {"seed": seed, "train": hashes["train"], "forget": hashes["forget"]},
-                                  lambda: retrain(task, s.model, s.model_config, seed, self.device, progress=not self.quiet))
+                                  lambda: retrain(task, s.model, s.model_config, seed, self.device, progress=self.progress))
 
     def _reference(self, forget: str, seed: int) -> tuple:
         key = (forget, seed)
@@ -335,7 +378,7 @@ class Bench:
             unlearner = get_unlearner(job.spec.name, job.spec.config)
             start = time.perf_counter()
             try:
-                model = unlearner.unlearn(original, task, seed=job.seed, device=self.device, progress=not self.quiet)
+                model = unlearner.unlearn(original, task, seed=job.seed, device=self.device, progress=self.progress)
             except DivergenceError as exc:  # a result too: recorded, and the bench goes on
                 return {**self._row_head(job), "error": str(exc), "UT_s": time.perf_counter() - start}
             seconds = time.perf_counter() - start
@@ -356,14 +399,23 @@ class Bench:
         setting = {"dataset": s.dataset, "dataset_config": s.dataset_config, "model": s.model, "model_config": s.model_config,
                    "train": s.train, "attack": s.attack, "val_ratio": s.val_ratio}
         task_recipe = unstructure_config(apply_recipe(registry_recipe(s), s.train))
+        packages = {e.package for e in registry.entries()}  # the distributions that registered a component
         return {
             "setting_hash": config_hash(setting), "config": {**setting, "forget": list(s.forget), "tables": list(s.tables),
             "methods": [attrs.asdict(m) for m in s.methods], "retain_access": s.retain_access}, "recipe": task_recipe,
-            "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "versions": versions(),
+            "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "versions": provenance.versions(packages),
             "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device),
-            "effective_batch_size": task_recipe["batch_size"], "world_size": distributed.world_size(), "git": git_revision(),
+            "effective_batch_size": task_recipe["batch_size"], "world_size": distributed.world_size(), "git": provenance.source(packages),
             "split_hashes": {}, "train_seconds": {},
         }
+
+
+def _brief(row: dict[str, Any]) -> str:
+    """A finished row in a few words, for the progress line."""
+    if "error" in row:
+        return f"failed: {row['error']}"
+    metrics = " ".join(f"{k} {row[k]:.2f}" for k in ("UA", "RA", "TA", "MIA") if k in row)
+    return f"{metrics}, UT {row['UT_s']:.1f} s"
 
 
 def apply_recipe(recipe: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
@@ -391,26 +443,3 @@ def checkpoint_meta(task: UnlearningTask, model: str, model_config: dict) -> dic
     return {"dataset": task.dataset, "dataset_config": task.dataset_config, "model": model, "model_config": model_config,
             "num_classes": task.num_classes, "input_shape": list(task.input_shape), "seed": task.seed,
             "recipe": unstructure_config(task.recipe)}
-
-
-def versions() -> dict[str, str]:
-    """Versions of every distribution that registered a component, plus torch's stack."""
-    import importlib.metadata as md
-
-    names = {e.package for e in registry.entries()} | {"torch", "torchvision", "numpy", "scikit-learn", "scipy"}
-    out = {}
-    for name in sorted(names):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "unknown"
-    return out
-
-
-def git_revision() -> Optional[str]:
-    """The git commit of the unlearnkit source tree, when it is a checkout."""
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return res.stdout.strip() or None if res.returncode == 0 else None

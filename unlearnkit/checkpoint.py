@@ -33,12 +33,16 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place.
+
+    The file gets the mode a plain `open(path, "w")` would give (0666 less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp makes it 0600
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -46,6 +50,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -87,14 +104,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    problem = _not_torch(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an unlearnkit checkpoint: {problem}")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols: keep CLI errors to one line
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} refused: {_refusal(exc)}; unlearnkit loads plain weights only and never runs code from a file") from None
-    except Exception as exc:  # truncated zip, empty file, ...
-        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable (truncated or not a checkpoint): {type(exc).__name__}") from None
+    except Exception:  # a truncated or damaged archive
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: a torch file that is truncated or damaged") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r} is not an unlearnkit checkpoint (no {FORMAT!r} header)")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -110,6 +130,24 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if state_digest(state) != payload.get("digest"):
         raise CheckpointError(f"checkpoint {str(path)!r} failed verification: its weights do not match their digest (tampered or corrupted)")
     return state, meta
+
+
+def _not_torch(path: Path) -> str:
+    """Why `path` is not a torch file at all, judged by its first bytes; "" when it may be one."""
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip archive, a legacy torch pickle
+        return ""
+    try:
+        text = head.decode()
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not merely a character cut at byte 64
+            return f"not a torch file (it starts with bytes {head[:8].hex(' ')})"
+        text = head[: exc.start].decode()
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"it is a text file (starting {first[:40]!r}), not a torch file"
 
 
 def _refusal(exc: pickle.UnpicklingError) -> str:
@@ -149,3 +187,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} does not fit model {meta['model']!r}: {str(exc).splitlines()[0]}") from None
     return model.eval(), meta
+
+
+def read_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
+    """The model an unlearnkit checkpoint holds, rebuilt from the registered model it names, in eval
+    mode on `device` (default CPU); public as `unlearnkit.load_model`. Its metadata: `load_checkpoint`."""
+    model, _ = load_model(path)
+    return model.to(device or "cpu")

@@ -7,6 +7,7 @@ naming the bad value; no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -19,12 +20,14 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from unlearnkit import __version__
 from unlearnkit import bench as bench_mod
 from unlearnkit import distributed
 from unlearnkit.checkpoint import load_model, save_checkpoint
 from unlearnkit.config import load_toml, structure_config
 from unlearnkit.errors import CheckpointError, ConfigError, UnlearnkitError, UsageError
 from unlearnkit.evaluation import evaluate
+from unlearnkit.locks import owned_dir
 from unlearnkit.plugins import registry
 from unlearnkit.registry import build_model, get_unlearner, make_config
 from unlearnkit.runconfig import RunConfig, load_run_config
@@ -32,7 +35,27 @@ from unlearnkit.tasks import make_task, parse_forget
 from unlearnkit.training import train_model
 
 
+#: Where the documentation is: the wheel installs no docs, so name the files in the source tree.
+DOCS = ("Documentation: docs/cli.md (commands, outputs, exit status) and docs/configuration.md (TOML run "
+        "configs) in the unlearnkit source repository; `unlearnkit plugins` lists what is installed.")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends an option's default to its help unless it has none (None, False) or the help names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("epilog", DOCS)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, status 2
         raise UsageError(message)
 
@@ -82,62 +105,75 @@ def _device(name: Optional[str]) -> str:
     return name
 
 
-def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
-    if config:
-        p.add_argument("--config", metavar="FILE.toml", help="run configuration (see docs/configuration.md)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda when present)")
-    p.add_argument("--data-dir", default=None, help="where datasets live (default: $UNLEARNKIT_DATA_DIR or ~/.cache/unlearnkit)")
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="run configuration; command-line options win over it (see docs/configuration.md)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda when present, else cpu)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="where datasets live (default: $UNLEARNKIT_DATA_DIR or ~/.cache/unlearnkit)")
     p.add_argument("--download", action="store_true", help="download torchvision datasets when missing")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (on a terminal progress shows as bars, in a log as one line per finished stage)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
-    p = sub.add_parser("plugins", help="list every registered component")
+    p = sub.add_parser("plugins", help="list every registered component", description="List every registered component.")
     p.add_argument("--json", action="store_true", help="a JSON list of {kind, name, package, version}")
 
-    p = sub.add_parser("train", help="train an original model and save a checkpoint")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--model", default=None)
-    p.add_argument("--seed", type=_seed, default=None)
-    p.add_argument("--epochs", type=_seed, default=None, help="override the dataset recipe's epochs")
-    p.add_argument("--out", required=True, metavar="CKPT")
+    p = sub.add_parser("train", help="train an original model and save a checkpoint",
+                       description="Train an original model on a task's training split and save a checkpoint.")
+    p.add_argument("--dataset", default=None, metavar="NAME", help="dataset name, see `unlearnkit plugins` (default: the config's, else mnist1d)")
+    p.add_argument("--model", default=None, metavar="NAME", help="model name, see `unlearnkit plugins` (default: the config's, else cnn1d)")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the split and the training (default: the config's, else 0)")
+    p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the dataset recipe's epochs")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     _common(p)
 
-    p = sub.add_parser("unlearn", help="apply an unlearning method to a checkpoint")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--method", default=None)
-    p.add_argument("--forget", default=None, metavar="SPEC", help="random:RATIO | class:K | indices:FILE")
-    p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ")
+    p = sub.add_parser("unlearn", help="apply an unlearning method to a checkpoint",
+                       description="Apply an unlearning method to a checkpoint and save the result as a new checkpoint.")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint to unlearn from (never modified)")
+    p.add_argument("--method", default=None, metavar="NAME", help="unlearner name, see `unlearnkit plugins` (default: the config's [method] name)")
+    p.add_argument("--forget", default=None, metavar="SPEC", help="random:RATIO | class:K | indices:FILE (default: the config's)")
+    p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ",
+                   help="fraction of the remaining data the method may read, in (0, 1] (default: the method's own)")
     p.add_argument("--seed", type=_seed, default=None, help="seed of the unlearning run (default: the checkpoint's)")
-    p.add_argument("--out", required=True, metavar="NEW")
+    p.add_argument("--out", required=True, metavar="NEW", help="checkpoint file to write (never the input)")
     p.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
     _common(p)
 
-    p = sub.add_parser("evaluate", help="UA, RA, TA, MIA of a checkpoint on its task")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--forget", default=None, metavar="SPEC")
-    p.add_argument("--dataset", default=None, help="refuse unless the checkpoint was trained on it")
-    p.add_argument("--attack", default="svc-confidence")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("evaluate", help="UA, RA, TA, MIA of a checkpoint on its task",
+                       description="Print UA, RA, TA and MIA of a checkpoint on the task it was trained on.")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint to evaluate")
+    p.add_argument("--forget", default=None, metavar="SPEC",
+                   help="random:RATIO | class:K | indices:FILE (default: the one an unlearned checkpoint records)")
+    p.add_argument("--dataset", default=None, metavar="NAME", help="refuse unless the checkpoint was trained on it")
+    p.add_argument("--attack", default="svc-confidence", metavar="NAME",
+                   help="any registered attack (see `unlearnkit plugins`), or none")
+    p.add_argument("--json", action="store_true", help="print JSON, with the attack's full report")
     _common(p)
 
-    p = sub.add_parser("bench", help="train original and Retrain models, run methods, print the table")
-    p.add_argument("--preset", default=None, choices=list(bench_mod.PRESETS))
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--model", default=None)
-    p.add_argument("--methods", default=None, help="comma-separated method names (default: every installed one)")
-    p.add_argument("--forget", default=None, metavar="SPEC", help="random:0.1 | class:3 | indices:FILE (comma-separated for several)")
-    p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ")
-    p.add_argument("--seeds", type=_seeds, default=None)
-    p.add_argument("--tables", default=None, help="comma-separated: main, access, ablation")
-    p.add_argument("--attack", default=None)
-    p.add_argument("--num-samples", type=_seed, default=None, help="mnist1d: samples to generate")
-    p.add_argument("--epochs", type=_seed, default=None, help="override the recipe's epochs")
-    p.add_argument("--out", default="bench-out", metavar="DIR")
+    p = sub.add_parser("bench", help="train original and Retrain models, run methods, print the table",
+                       description="Train the original and the Retrain model, run unlearning methods, evaluate them and "
+                                   "print the paper-style table; results.json, results.md and results.png go to --out.")
+    p.add_argument("--preset", default=None, choices=list(bench_mod.PRESETS),
+                   help="a ready-made setting that other options override (default: the config's, else quick)")
+    p.add_argument("--dataset", default=None, metavar="NAME", help="dataset name (default: the preset's)")
+    p.add_argument("--model", default=None, metavar="NAME", help="model name (default: the preset's)")
+    p.add_argument("--methods", default=None, metavar="A,B,...",
+                   help="comma-separated method names or config labels (default: every installed one; original and retrain always run)")
+    p.add_argument("--forget", default=None, metavar="SPEC",
+                   help="random:0.1 | class:3 | indices:FILE, comma-separated for several (default: the preset's)")
+    p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ", help="one γ for every method (default: each method's own)")
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,...", help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--tables", default=None, metavar="T,...", help="comma-separated: main, access, ablation (default: the preset's)")
+    p.add_argument("--attack", default=None, metavar="NAME", help="evaluation attack, any registered one, or none (default: svc-confidence)")
+    p.add_argument("--num-samples", type=_seed, default=None, metavar="N", help="mnist1d: samples to generate (default: the preset's)")
+    p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the recipe's epochs")
+    p.add_argument("--out", default="bench-out", metavar="DIR", help="folder for results and the model cache")
+    p.add_argument("--wait", action="store_true", help="if another run is using --out, wait for it to finish instead of refusing")
     _common(p)
     return parser
 
@@ -168,6 +204,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = signal.signal(signal.SIGINT, _interrupt) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise UsageError(f"a command is required: one of {', '.join(COMMANDS)} (see `unlearnkit --help`)")
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)
@@ -198,6 +236,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _out_path(out: str, force: bool, inputs: Sequence[str] = ()) -> Path:
+    """The checkpoint file `--out`, checked before any work: not an input, new (or `force`), creatable."""
     path = Path(out)
     for src in inputs:
         if path.resolve() == Path(src).resolve():
@@ -206,7 +245,37 @@ def _out_path(out: str, force: bool, inputs: Sequence[str] = ()) -> Path:
         raise UsageError(f"--out {out!r} exists; pass --force to replace it")
     if path.exists() and path.is_dir():
         raise UsageError(f"--out {out!r} is a directory; expected a file name")
+    _check_creatable(path, out)
     return path
+
+
+def _out_dir(out: str) -> Path:
+    """The bench's `--out` folder, checked before any work: a writable folder (or creatable), whose
+    cache is a folder and whose result files are not."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out!r} is a file; expected a folder for results and the model cache")
+    if not path.exists():
+        _check_creatable(path, out)
+        return path
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out!r}: folder {str(path)!r} is not writable")
+    cache = path / "cache"
+    if cache.exists() and not (cache.is_dir() and os.access(cache, os.W_OK | os.X_OK)):
+        raise UsageError(f"--out {out!r}: {str(cache)!r} is not a writable folder; it holds the model cache")
+    for name in ("results.json", "results.md", "results.png", bench_mod.SET_ASIDE):
+        if (path / name).is_dir():
+            raise UsageError(f"--out {out!r}: {str(path / name)!r} is a folder; the bench writes a file there")
+    return path
+
+
+def _check_creatable(path: Path, out: str) -> None:
+    """`path` can be created (or replaced): the nearest existing folder above it is a folder we may write."""
+    base = next(p for p in path.absolute().parents if p.exists())
+    if not base.is_dir():
+        raise UsageError(f"--out {out!r}: {str(base)!r} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out!r}: folder {str(base)!r} is not writable")
 
 
 def _task_from(cfg: RunConfig, args: argparse.Namespace, **overrides: Any):
@@ -312,6 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    out = _out_dir(args.out)
     cfg = load_run_config(args.config)
     # keys the file is silent on stay absent, so `resolve` keeps the preset's (or resets a
     # dataset_config that belongs to the preset's dataset)
@@ -332,13 +402,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
     settings = bench_mod.resolve(options)
     device = _device(args.device)
-    runner = bench_mod.Bench(settings, Path(args.out), device=device, quiet=args.quiet, rank0=distributed.is_main())
-    kept = runner.load_previous()
-    if kept and not args.quiet:
-        print(f"resuming: {kept} finished rows kept from {runner.results_path}", file=sys.stderr)
-    results = runner.run()
+    runner = bench_mod.Bench(settings, out, device=device, progress=not args.quiet, rank0=distributed.is_main())
+    with owned_dir(out, wait=args.wait, waiting=lambda line: print(line, file=sys.stderr, flush=True)) if runner.rank0 else contextlib.nullcontext():
+        reused, set_aside = runner.load_previous()
+        if reused and not args.quiet:
+            print(f"resuming: {reused} finished rows reused from {runner.results_path}", file=sys.stderr)
+        if set_aside:
+            print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {out / bench_mod.SET_ASIDE}",
+                  file=sys.stderr)
+        results = runner.run()
     print(bench_mod.report.markdown(results), end="")
-    print(f"results: {runner.results_path}, {Path(args.out) / 'results.md'}")
+    print(f"results: {runner.results_path}, {out / 'results.md'}")
     return 0
 
 

@@ -133,23 +133,39 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
-    """Forgetting gap (UA, MIA) against utility gap (TA, RA) per method of the main table; marker
-    size = unlearning time. Returns False when matplotlib (the `plot` extra) is missing."""
+    """Write `figure(results)` to `path` as a PNG. Returns False when there is nothing to plot or
+    matplotlib (the `plot` extra) is missing."""
+    fig = figure(results)
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def figure(results: dict[str, Any]) -> Any:
+    """Forgetting gap (UA, MIA) against utility gap (TA, RA) per method of the main table, one panel
+    per forget setting; marker size = unlearning time. None without matplotlib or main-table methods."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
     entries = [e for e in results["summary"] if e["table"] == "main" and "gap" in e and e["method"] not in ("retrain", "original")]
     if not entries:
-        return False
+        return None
     settings = list(dict.fromkeys(e["setting"] for e in entries))
     methods = sorted({e["method"] for e in entries})
     colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     longest = max(e.get("UT_s", {"mean": 0.0})["mean"] for e in entries) or 1.0
-    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.5), squeeze=False)
+    # constrained layout keeps the title, labels and legend inside the figure
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.8), squeeze=False, layout="constrained")
     for ax, setting in zip(axes[0], settings):
         for e in (e for e in entries if e["setting"] == setting):
             g = e["gap"]
@@ -161,10 +177,5 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("utility gap: mean |ΔTA|, |ΔRA| (points)")
         ax.set_ylabel("forgetting gap: mean |ΔUA|, |ΔMIA| (points)")
         ax.legend(fontsize=7, markerscale=0.5)
-    fig.suptitle("Gap to Retrain (closer to 0 is better); marker size = unlearning time")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return True
+    fig.suptitle("Gap to Retrain (closer to 0 is better)\nmarker size = unlearning time")
+    return fig

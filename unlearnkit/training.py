@@ -9,12 +9,12 @@ import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from unlearnkit import distributed
 from unlearnkit._validators import non_negative, one_of, positive
 from unlearnkit.config import config_class
 from unlearnkit.errors import DivergenceError
+from unlearnkit.progress import progress_bar
 
 if TYPE_CHECKING:
     from unlearnkit.data import ArrayDataset
@@ -110,7 +110,7 @@ def train_model(
         ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     step = 0
-    for _ in tqdm(range(recipe.epochs), desc=who, disable=not progress or not distributed.is_main(), leave=False):
+    for _ in progress_bar(range(recipe.epochs), desc=who, unit="epoch", enabled=progress):
         for x, y in batches(data, recipe.batch_size, generator=generator, device=device):
             if augment is not None:
                 x = augment(x, generator)
