@@ -32,7 +32,7 @@ THRESHOLDS_PER_UNIT = 100
 BUFFER = 2.0  # the interval rule's right ends span the peakier sample ± BUFFER, its left ends r − width ± BUFFER
 LEFT_PER_RIGHT = int(np.ceil(2 * BUFFER * THRESHOLDS_PER_UNIT))
 PEAKY_RATIO = 0.01  # a sample whose range is under 1% of the other's is a near point mass: ε = cap
-CHUNK = 16  # examples per block of the interval rule ([CHUNK, ~400, 2N] arrays)
+CHUNK = 8  # examples per block of the interval rule ([CHUNK, ~400, 2N] arrays)
 
 
 def epsilon_table(models: int, delta: float = DELTA) -> np.ndarray:
@@ -59,12 +59,15 @@ def _linspace_at(k: np.ndarray, start: np.ndarray, step: np.ndarray, stop: np.nd
 
 def _count_at_or_below(x: np.ndarray, start: np.ndarray, step: np.ndarray, stop: np.ndarray, num: int) -> np.ndarray:
     """How many values of `np.linspace(start, stop, num)` are <= x, elementwise (exact)."""
+    inner = num - 1  # values 0 .. num - 2 are k·step + start; the last is `stop` itself
     with np.errstate(invalid="ignore"):
-        k = np.clip(np.floor((x - start) / step) + 1, 0, num).astype(np.int64)
+        k = np.floor((x - start) / step)
+    np.clip(k + 1, 0, inner, out=k)
     # the estimate is off by at most one either way (rounding); settle it on the grid itself
-    up = (k < num) & (_linspace_at(np.minimum(k, num - 1), start, step, stop, num) <= x)
-    down = (k > 0) & (_linspace_at(np.maximum(k - 1, 0), start, step, stop, num) > x)
-    return k + up - down
+    k += (k < inner) & (np.minimum(k, inner - 1) * step + start <= x)
+    k -= (k > 0) & (np.maximum(k - 1, 0) * step + start > x)
+    k += stop <= x
+    return k.astype(np.int32)
 
 
 def _interval_pairs(peak: np.ndarray, other: np.ndarray, width: np.ndarray, num_right: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +91,14 @@ def _interval_pairs(peak: np.ndarray, other: np.ndarray, width: np.ndarray, num_
     # m that some k realises, q_j,m-1 <= k < q_jm (q_j,-1 = 0; q_j,n_j = LEFT_PER_RIGHT).
     n_in = np.stack([np.searchsorted(values[e], right[e], side="right") for e in range(examples)])  # [E, R]
     q = _count_at_or_below(values[:, None, :], left_low[..., None], left_step[..., None], left_high[..., None], LEFT_PER_RIGHT)
+    rejected_by_some = q < LEFT_PER_RIGHT  # value i lies left of at least one left end
+    inner = np.zeros(q.shape[:2] + (2 * models + 1,), dtype=bool)  # cut m < n_j: q_j,m-1 < q_jm (and < all)
+    inner[..., 0] = q[..., 0] > 0
+    inner[..., 1:-1] = (q[..., 1:] > q[..., :-1]) & rejected_by_some[..., :-1]
+    last = np.ones_like(inner)  # cut m = n_j: q_j,m-1 < LEFT_PER_RIGHT
+    last[..., 1:] = rejected_by_some
     m = np.arange(2 * models + 1)
-    lower = np.zeros(q.shape[:2] + (2 * models + 1,), np.int64)
-    lower[..., 1:] = q
-    upper = np.full_like(lower, LEFT_PER_RIGHT)
-    upper[..., :-1] = q
-    upper = np.where(m == n_in[..., None], LEFT_PER_RIGHT, upper)
-    e, j, cut = np.nonzero((m <= n_in[..., None]) & (lower < upper) & (lower < LEFT_PER_RIGHT))
+    e, j, cut = np.nonzero(np.where(m == n_in[..., None], last, inner & (m < n_in[..., None])))
     end = n_in[e, j]
     tp = cum_peak[e, end] - cum_peak[e, cut]
     fp = (end - cut) - tp
