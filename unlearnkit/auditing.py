@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from unlearnkit import distributed
-from unlearnkit.bench import BenchSettings, MethodSpec, apply_recipe, checkpoint_meta, retrain
+from unlearnkit.bench import BenchSettings, MethodSpec, apply_recipe, checkpoint_meta, plan, retrain
 from unlearnkit.cache import ModelCache
 from unlearnkit.config import unstructure_config
 from unlearnkit.errors import DivergenceError, UsageError
@@ -96,7 +96,7 @@ class AuditRun:
         self.seed = self.task.seed
         self.forget_labels = self.task.forget.y.numpy()
         self.methods: list[MethodSpec] = list(s.methods)
-        self.gamma = {m.label: m.retain_access or s.retain_access or _own_gamma(m.name) for m in self.methods}
+        self.gamma = {job.spec.label: job.retain_access for job in plan(s)}  # each method's γ, as the bench's main table
         if "shadow" in settings.populations:
             self.member = shadow_halves(self.task, settings.models)
             self.forgot = self.member[:, positions_in_train(self.task, "forget")]
@@ -275,13 +275,6 @@ class AuditRun:
                     per_example[spec.label][f"{name}.{key}" if key in per_example[spec.label] else key] = np.asarray(values)
             rows.append(row)
         return rows, per_example
-
-
-def _own_gamma(name: str) -> float:
-    if name in ("original", "retrain"):
-        return 1.0
-    entry = registry.get("unlearner", name)
-    return float(getattr(type(entry.factory(make_config(entry))), "default_retain_access", 1.0))
 
 
 def _mean_accuracy(outputs: list[dict[str, Any]]) -> dict[str, float]:
