@@ -141,10 +141,13 @@ def test_outputs_get_the_mode_a_plain_write_gives(ws, checkpoint, capsys):
 # -- bug 6: a bench run owns its output folder --------------------------------------------------
 
 
+TWO_LABELS = f'[[bench.methods]]\nname = "{METHOD}"\nlabel = "x"\n\n[[bench.methods]]\nname = "{METHOD}"\nlabel = "y"\nepochs = 2\n'
+
+
 def _bench_process(out: Path, methods: str, *extra: str) -> subprocess.Popen:
     argv = [sys.executable, "-m", "unlearnkit", *BENCH[:6], methods, *BENCH[7:], "--out", str(out), *extra]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "UNLEARNKIT_LOAD_PLUGINS": "unlearnkit-example,unlearnkit-baselines"})
+                            env={**os.environ, "UNLEARNKIT_LOAD_PLUGINS": "unlearnkit-example"})
 
 
 def test_a_second_bench_on_the_same_out_refuses_while_the_first_runs(ws, capsys):
@@ -159,13 +162,14 @@ def test_a_second_bench_on_the_same_out_refuses_while_the_first_runs(ws, capsys)
 
 
 def test_two_benches_on_the_same_out_with_wait_keep_both_and_train_once(ws):
-    out = ws / "bench"
-    runs = {"ft": _bench_process(out, f"{METHOD},ft", "--wait")}
+    out, config = ws / "bench", ws / "two.toml"
+    config.write_text(TWO_LABELS)
+    runs = {"x": _bench_process(out, f"{METHOD},x", "--config", str(config), "--wait")}
     time.sleep(1.0)
-    runs["ga"] = _bench_process(out, f"{METHOD},ga", "--wait")
-    results = {extra: p.communicate(timeout=300) for extra, p in runs.items()}
+    runs["y"] = _bench_process(out, f"{METHOD},y", "--config", str(config), "--wait")
+    results = {label: p.communicate(timeout=300) for label, p in runs.items()}
     assert [p.returncode for p in runs.values()] == [0, 0], results
-    (waited,) = [extra for extra, (_, err) in results.items() if "waiting for" in err]  # one ran after the other
+    (waited,) = [label for label, (_, err) in results.items() if "waiting for" in err]  # one ran after the other
     (earlier,) = set(runs) - {waited}
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert sorted(r["method"] for r in rows) == sorted(["original", "retrain", METHOD, waited])

@@ -1,6 +1,13 @@
 """The README never lies: .ci/run installs and tests exactly as README says."""
 
+import re
+import shlex
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,3 +38,29 @@ def test_the_30_second_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), {"print": printed.append})
     (metrics,) = printed
     assert set(metrics) == {"UA", "RA", "TA", "MIA"}
+
+
+def _shell_lines(text: str) -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [c for block in blocks for c in _commands(block) if c and not c.startswith("#")]
+
+
+def test_the_readme_commands_name_what_exists():
+    """Every `unlearnkit` command parses as written, every installed folder and extra exists."""
+    from unlearnkit.cli import build_parser
+
+    lines = _shell_lines((ROOT / "README.md").read_text())
+    invocations = [shlex.split(c) for c in lines if c.startswith("unlearnkit")]
+    assert len(invocations) >= 5
+    for argv in invocations:
+        build_parser().parse_args(argv[1:])  # a usage error raises UsageError
+    installs = [shlex.split(c) for c in lines if c.startswith("pip install")]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for argv in installs:
+        for arg in argv[2:]:
+            if arg.startswith("."):
+                folder, _, extra = arg.partition("[")
+                assert (ROOT / folder).is_dir(), arg
+                assert all(e in extras for e in extra.rstrip("]").split(",") if e), arg
+    assert any("--index-url https://download.pytorch.org/whl/cpu" in c for c in lines)  # the CPU-only build
+    assert lines[0] == "python3 -m venv .venv && . .venv/bin/activate"  # a virtual environment first

@@ -47,12 +47,13 @@ from unlearnkit.registry import (
     list_samplers,
     list_unlearners,
 )
+from unlearnkit.stopping import StopMonitor, StopSettings
 from unlearnkit.tasks import ForgetSpec, TaskView, UnlearningTask, make_task, parse_forget
 from unlearnkit.training import TrainConfig, batches, check_finite_loss, resolve_device, train_model
 
 __all__ = [
     "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
-    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "TaskView",
+    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",

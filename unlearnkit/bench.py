@@ -385,7 +385,9 @@ class Bench:
         start = time.perf_counter()
         metrics = dict(gold_metrics) if model is gold else evaluate(model, task, self.settings.attack, seed=job.seed, device=self.device)
         eval_seconds = time.perf_counter() - start
-        return {**self._row_head(job), **metrics, "UT_s": seconds, "gap": gap(metrics, gold_metrics), "eval_s": eval_seconds}
+        run_info = getattr(unlearner, "run_info", {}) if job.spec.name not in REFERENCES else {}
+        return {**self._row_head(job), **metrics, "UT_s": seconds, "gap": gap(metrics, gold_metrics), "eval_s": eval_seconds,
+                **run_info}
 
     def _row_head(self, job: Job) -> dict[str, Any]:
         return {

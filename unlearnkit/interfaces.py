@@ -37,6 +37,11 @@ class Unlearner(ABC):
     - Same config, seed, data and device give the same result on CPU.
     - Runs on `device` (default: where the model lives), CPU or CUDA.
     - A NaN or infinite loss raises `unlearnkit.DivergenceError` naming the method and step.
+    - An iterative method's config may inherit `unlearnkit.StopSettings`; with a `stop` rule other
+      than "fixed" the method also reads `forget` and `val` (the rule compares them), and its loop
+      calls a `unlearnkit.StopMonitor`.
+    - After `unlearn`, `run_info` holds what the run reports about itself (e.g. `steps`,
+      `stop_reason`); the bench copies it into the results row.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -47,6 +52,9 @@ class Unlearner(ABC):
 
     def __init__(self, config: Any):
         self.config = config
+        self.run_info: dict[str, Any] = {}
+        if getattr(config, "stop", "fixed") != "fixed":  # the stop rule looks at D_f against held-out D_val
+            self.reads = type(self).reads | {"forget", "val"}
 
     def unlearn(
         self,
@@ -65,6 +73,7 @@ class Unlearner(ABC):
         if not isinstance(task, TaskView):
             task = task.view(self.reads, who=type(self).__name__)
         work = copy.deepcopy(model).to(device)
+        self.run_info = {}
         cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)

@@ -60,10 +60,12 @@ class LineProgress:
         self.start = time.perf_counter()
 
     def __iter__(self) -> Iterator:
-        for item in self.iterable or ():
-            yield item
-            self.update(1)
-        self.close()
+        try:
+            for item in self.iterable or ():
+                yield item
+                self.update(1)
+        finally:  # also when the loop stops early (a stop rule's break, an error): the line says where
+            self.close()
 
     def __enter__(self) -> "LineProgress":
         return self

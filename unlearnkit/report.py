@@ -133,33 +133,18 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
-    """Write `figure(results)` to `path` as a PNG. Returns False when there is nothing to plot or
-    matplotlib (the `plot` extra) is missing."""
-    fig = figure(results)
-    if fig is None:
-        return False
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return True
-
-
-def figure(results: dict[str, Any]) -> Any:
-    """Forgetting gap (UA, MIA) against utility gap (TA, RA) per method of the main table, one panel
-    per forget setting; marker size = unlearning time. None without matplotlib or main-table methods."""
+    """Forgetting gap (UA, MIA) against utility gap (TA, RA) per method of the main table; marker
+    size = unlearning time. Returns False when matplotlib (the `plot` extra) is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
+        return False
     entries = [e for e in results["summary"] if e["table"] == "main" and "gap" in e and e["method"] not in ("retrain", "original")]
     if not entries:
-        return None
+        return False
     settings = list(dict.fromkeys(e["setting"] for e in entries))
     methods = sorted({e["method"] for e in entries})
     colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
@@ -178,4 +163,8 @@ def figure(results: dict[str, Any]) -> Any:
         ax.set_ylabel("forgetting gap: mean |ΔUA|, |ΔMIA| (points)")
         ax.legend(fontsize=7, markerscale=0.5)
     fig.suptitle("Gap to Retrain (closer to 0 is better)\nmarker size = unlearning time")
-    return fig
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True

@@ -83,11 +83,14 @@ def train_model(
     device: str | torch.device | None = None,
     progress: bool = False,
     who: str = "train",
+    on_step: Optional[Callable[[int], bool]] = None,
 ) -> nn.Module:
     """Train `model` in place with cross-entropy and return it.
 
     `data` is an `ArrayDataset` or an `UnlearningTask` (then its train split, recipe and
     augmentation are used unless given). The same seed, data and recipe give the same weights.
+    `on_step(step)` is called after every optimiser step (from 1); training ends when it returns
+    True (an unlearner's `StopMonitor.check`).
     Under torchrun the model is wrapped in DDP and each rank trains on its share of every
     global batch (`recipe.batch_size` is the global batch size; see `unlearnkit.distributed`).
     """
@@ -109,8 +112,10 @@ def train_model(
     if world > 1:
         ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    step = 0
+    step, stop = 0, False
     for _ in progress_bar(range(recipe.epochs), desc=who, unit="epoch", enabled=progress):
+        if stop:
+            break
         for x, y in batches(data, recipe.batch_size, generator=generator, device=device):
             if augment is not None:
                 x = augment(x, generator)
@@ -125,4 +130,7 @@ def train_model(
             optimizer.step()
             scheduler.step()
             step += 1
+            if on_step is not None and on_step(step):
+                stop = True
+                break
     return model.eval()

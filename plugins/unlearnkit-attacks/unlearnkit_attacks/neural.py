@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit import MembershipAttack, check_finite_loss
-from unlearnkit._validators import non_negative, one_of, positive
+from unlearnkit._validators import in_range, non_negative, one_of, positive
 from unlearnkit.config import config_class
 
 from unlearnkit_attacks import features as feat
@@ -31,14 +31,19 @@ BALANCE = ("weight", "subsample")
 
 @config_class
 class MiLogRegConfig:
-    """Full-batch Adam on the balanced BCE for `steps` steps; `seed` fixes the initial weights
-    (and the subsample). `balance`: "weight" gives each side half the loss whatever its size;
-    "subsample" trains on equally many of each, a seeded sample of the larger side."""
+    """Full-batch Adam on the balanced BCE for up to `steps` steps; `seed` fixes the initial
+    weights, the subsample and the held-out split. `balance`: "weight" gives each side half the
+    loss whatever its size; "subsample" trains on equally many of each, a seeded sample of the
+    larger side. `holdout`: the fraction of each side kept out of training; the returned model
+    is the one of the step (checked every `check_every`) with the lowest balanced BCE on it
+    (0 = no held-out part: the model after `steps` steps)."""
 
     steps: int = attrs.field(default=300, validator=positive)
     lr: float = attrs.field(default=0.05, validator=positive)
     weight_decay: float = attrs.field(default=0.0, validator=non_negative)
     balance: str = attrs.field(default="weight", validator=one_of(*BALANCE))
+    holdout: float = attrs.field(default=0.2, validator=in_range(0.0, 0.5, high_open=True))
+    check_every: int = attrs.field(default=10, validator=positive)
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -55,6 +60,8 @@ class MiMlpConfig:
     lr: float = attrs.field(default=0.01, validator=positive)
     weight_decay: float = attrs.field(default=1e-4, validator=non_negative)
     balance: str = attrs.field(default="subsample", validator=one_of(*BALANCE))
+    holdout: float = attrs.field(default=0.2, validator=in_range(0.0, 0.5, high_open=True))
+    check_every: int = attrs.field(default=10, validator=positive)
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -68,6 +75,25 @@ class _Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def _split(x: torch.Tensor, fraction: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded (train, held-out) split of the rows of `x`; `fraction` of them held out."""
+    n_held = int(round(fraction * len(x))) if len(x) > 1 else 0
+    order = torch.randperm(len(x), generator=g).to(x.device)
+    return x[order[n_held:].sort().values], x[order[:n_held].sort().values]
+
+
+def _balanced(x_in: torch.Tensor, x_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, targets (1 = member) and weights giving each side half the loss."""
+    device, n_in, n_out = x_in.device, len(x_in), len(x_out)
+    target = torch.cat([torch.ones(n_in, device=device), torch.zeros(n_out, device=device)])
+    weight = torch.cat([torch.full((n_in,), 0.5 / n_in, device=device), torch.full((n_out,), 0.5 / n_out, device=device)])
+    return torch.cat([x_in, x_out]), target, weight
+
+
+def _balanced_bce(out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (weight * F.binary_cross_entropy_with_logits(out, target, reduction="none")).sum()
 
 
 def _mlp(dim: int, hidden: tuple[int, ...]) -> nn.Module:
@@ -125,10 +151,9 @@ class NeuralMIAttack(MembershipAttack):
             x_out = self._inputs(n_logits.detach().to(device), n_labels.to(device))
         if self.config.balance == "subsample":
             x_in, x_out = self._subsample(x_in, x_out)
-        x = torch.cat([x_in, x_out])
-        n_in, n_out = len(x_in), len(x_out)
-        target = torch.cat([torch.ones(n_in, device=device), torch.zeros(n_out, device=device)])
-        weight = torch.cat([torch.full((n_in,), 0.5 / n_in, device=device), torch.full((n_out,), 0.5 / n_out, device=device)])
+        g = torch.Generator().manual_seed(self.config.seed)
+        (x_in, held_in), (x_out, held_out) = _split(x_in, self.config.holdout, g), _split(x_out, self.config.holdout, g)
+        x, target, weight = _balanced(x_in, x_out)
         mean, std = x.mean(dim=0), x.std(dim=0, unbiased=False)
         std = torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant input stays as it is
         with torch.random.fork_rng(devices=[]):
@@ -136,16 +161,32 @@ class NeuralMIAttack(MembershipAttack):
             net = self.build_net(x.shape[1])
         model = nn.Sequential(_Standardize(mean.cpu(), std.cpu()), net).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        for step in range(self.config.steps):
-            out = model(x).squeeze(-1)
-            loss = (weight * F.binary_cross_entropy_with_logits(out, target, reduction="none")).sum()  # balanced BCE
+        held = _balanced(held_in, held_out) if len(held_in) and len(held_out) else None
+        best = (float("inf"), None)
+        for step in range(self.config.steps + 1):
+            if held is not None and (step % self.config.check_every == 0 or step == self.config.steps):
+                best = self._keep_best(model, held, best)
+            if step == self.config.steps:
+                break
+            loss = _balanced_bce(model(x).squeeze(-1), target, weight)
             check_finite_loss(loss, type(self).__name__, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if best[1] is not None:
+            model.load_state_dict(best[1])
         self.model = model.eval().requires_grad_(False)
         return self
+
+    @staticmethod
+    def _keep_best(model: nn.Module, held: tuple, best: tuple) -> tuple:
+        """(held-out loss, state) of the better of `best` and `model` now (the latest on ties)."""
+        with torch.no_grad():
+            loss = float(_balanced_bce(model(held[0]).squeeze(-1), held[1], held[2]))
+        if loss <= best[0]:
+            return loss, {k: v.clone() for k, v in model.state_dict().items()}
+        return best
 
     def _subsample(self, x_in: torch.Tensor, x_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = min(len(x_in), len(x_out))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
+from unlearnkit.stopping import STOP_RULES
 from unlearnkit.config import structure_config, unstructure_config
 from unlearnkit.plugins import registry
 from unlearnkit.testing import trained_tiny_model
@@ -86,6 +87,8 @@ def test_bad_config_values_name_the_field_and_the_value(name, overrides, message
 def _values(field: attrs.Attribute) -> st.SearchStrategy:
     if field.name == "mix":
         return st.sampled_from(["shuffled", "forget-first"])
+    if field.name == "stop":
+        return st.sampled_from(STOP_RULES)
     if field.type in (int, "int"):
         return st.integers(1, 10_000)
     if field.name in ("sparsity", "retain_fraction"):

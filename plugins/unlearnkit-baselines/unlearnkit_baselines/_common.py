@@ -6,7 +6,6 @@ from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import unlearnkit as uk
 
@@ -82,7 +81,7 @@ def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> to
 
 def epochs(n: int, who: str, progress: bool) -> Iterable[int]:
     """`range(n)`, shown as a progress bar named `who` when `progress` is on."""
-    return tqdm(range(n), desc=who, disable=not progress, leave=False)
+    return uk.progress_bar(range(n), desc=who, unit="epoch", enabled=progress)
 
 
 def fit(
@@ -97,12 +96,14 @@ def fit(
     generator: Optional[torch.Generator] = None,
     after_backward: Optional[Callable[[], None]] = None,
     after_step: Optional[Callable[[], None]] = None,
+    monitor: Optional[uk.StopMonitor] = None,
 ) -> int:
     """One optimiser step per batch on `loss_fn(x, y)`; returns the step counter after the last one.
 
     `augment(x, generator)` is applied to each batch's inputs first; a NaN or infinite loss
     raises `DivergenceError` naming `who` and the step. `after_backward` may edit gradients,
-    `after_step` the parameters.
+    `after_step` the parameters. With a `monitor`, it is checked after every step and the
+    epoch ends early when it stops (`monitor.stopped`).
     """
     model.train()
     for x, y in batches:
@@ -118,4 +119,11 @@ def fit(
         if after_step is not None:
             after_step()
         step += 1
+        if monitor is not None and monitor.check(model, step):
+            break
     return step
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in one pass over `n` samples in batches of `batch_size` (last one partial)."""
+    return -(-n // batch_size)

@@ -14,7 +14,7 @@ import unlearnkit as uk
 from unlearnkit._validators import in_range, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import concat, epochs, fit, random_subset, reinitialize, relabelled
+from unlearnkit_baselines._common import concat, epochs, fit, random_subset, reinitialize, relabelled, steps_per_epoch
 
 
 def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
@@ -37,7 +37,7 @@ def bad_teacher_loss(
 
 
 @config_class
-class BadTConfig:
+class BadTConfig(uk.StopSettings):
     """Adam distillation from the two teachers over D_f and a random part of D̂_r.
 
     Defaults of the reference (`blindspot` in the SSD repository, after Chundawat et al.'s
@@ -82,8 +82,11 @@ class BadTeacher(uk.Unlearner):
                 competent_logits, incompetent_logits = competent(x), incompetent(x)
             return bad_teacher_loss(model(x), competent_logits, incompetent_logits, is_forget, cfg.temperature)
 
+        monitor = uk.StopMonitor(self, model, task, total_steps=cfg.epochs * steps_per_epoch(len(data), cfg.batch_size), seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "badt", progress):
             batches = uk.batches(data, cfg.batch_size, generator=generator, device=device)
-            step = fit(model, optimizer, batches, loss_fn, who="badt", step=step, augment=task.augment, generator=generator)
-        return model.eval()
+            step = fit(model, optimizer, batches, loss_fn, who="badt", step=step, augment=task.augment, generator=generator, monitor=monitor)
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())

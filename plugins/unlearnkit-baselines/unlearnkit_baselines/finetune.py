@@ -13,11 +13,11 @@ import unlearnkit as uk
 from unlearnkit._validators import non_negative, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd
+from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch
 
 
 @config_class
-class FTConfig:
+class FTConfig(uk.StopSettings):
     """Plain SGD fine-tuning on D̂_r at a constant learning rate.
 
     SalUn's defaults: 10 epochs, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256 (CIFAR,
@@ -47,14 +47,17 @@ class FineTune(uk.Unlearner):
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, schedule="constant",
         )
-        return uk.train_model(
+        total = cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
+        model = uk.train_model(
             model, task.retain, recipe=recipe, augment=task.augment, seed=seed, device=device,
-            progress=progress, who="ft",
+            progress=progress, who="ft", on_step=lambda step: monitor.check(model, step),
         )
+        return monitor.finish(model)
 
 
 @config_class
-class GAConfig:
+class GAConfig(uk.StopSettings):
     """SGD on the negated cross-entropy of D_f.
 
     SalUn's CIFAR-10 command: 5 epochs, lr 1e-4, batch 256 (momentum 0.9, weight decay 5e-4),
@@ -91,8 +94,12 @@ class GradientAscent(uk.Unlearner):
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return -F.cross_entropy(model(x), y)
 
+        total = cfg.epochs * steps_per_epoch(len(task.forget), cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "ga", progress):
             data = uk.batches(task.forget, cfg.batch_size, generator=generator, device=device)
-            step = fit(model, optimizer, data, loss_fn, who="ga", step=step, augment=task.augment, generator=generator)
-        return model.eval()
+            step = fit(model, optimizer, data, loss_fn, who="ga", step=step, augment=task.augment, generator=generator, monitor=monitor)
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())

@@ -14,7 +14,7 @@ import unlearnkit as uk
 from unlearnkit._validators import non_negative, one_of, positive
 from unlearnkit.config import config_class
 
-from unlearnkit_baselines._common import Batch, concat, epochs, fit, relabelled, sgd, uniform_labels, wrong_labels
+from unlearnkit_baselines._common import Batch, concat, epochs, fit, relabelled, sgd, steps_per_epoch, uniform_labels, wrong_labels
 
 MIXES = ("shuffled", "forget-first")
 
@@ -42,8 +42,15 @@ def random_label_batches(
     return itertools.chain(first, uk.batches(retain, batch_size, generator=generator, device=device))
 
 
+def random_label_steps(n_forget: int, n_retain: int, *, mix: str, batch_size: int) -> int:
+    """Optimiser steps in one epoch of `random_label_batches`."""
+    if mix == "shuffled":
+        return steps_per_epoch(n_forget + n_retain, batch_size)
+    return steps_per_epoch(n_forget, batch_size) + steps_per_epoch(n_retain, batch_size)
+
+
 @config_class
-class RandLConfig:
+class RandLConfig(uk.StopSettings):
     """SGD on D_f with random labels together with D̂_r (SalUn's `RL`).
 
     SalUn's defaults: 10 epochs, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256. On the
@@ -76,18 +83,22 @@ class RandomLabel(uk.Unlearner):
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
 
+        total = cfg.epochs * random_label_steps(len(task.forget), len(task.retain), mix=cfg.mix, batch_size=cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "randl", progress):
             data = random_label_batches(
                 task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=cfg.batch_size,
                 generator=generator, device=device,
             )
-            step = fit(model, optimizer, data, loss_fn, who="randl", step=step, augment=task.augment, generator=generator)
-        return model.eval()
+            step = fit(model, optimizer, data, loss_fn, who="randl", step=step, augment=task.augment, generator=generator, monitor=monitor)
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())
 
 
 @config_class
-class AmnesiacConfig:
+class AmnesiacConfig(uk.StopSettings):
     """Adam on D_f relabelled with wrong labels, shuffled with D̂_r.
 
     Defaults of the SSD repository's `amnesiac` (forget_random_strategies.py): 3 epochs, Adam
@@ -119,8 +130,11 @@ class Amnesiac(uk.Unlearner):
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
 
+        monitor = uk.StopMonitor(self, model, task, total_steps=cfg.epochs * steps_per_epoch(len(data), cfg.batch_size), seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "amnesiac", progress):
             batches = uk.batches(data, cfg.batch_size, generator=generator, device=device)
-            step = fit(model, optimizer, batches, loss_fn, who="amnesiac", step=step, augment=task.augment, generator=generator)
-        return model.eval()
+            step = fit(model, optimizer, batches, loss_fn, who="amnesiac", step=step, augment=task.augment, generator=generator, monitor=monitor)
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())

@@ -14,7 +14,7 @@ from unlearnkit._validators import in_range, non_negative, one_of, positive
 from unlearnkit.config import config_class
 
 from unlearnkit_baselines._common import epochs, fit, sgd
-from unlearnkit_baselines.relabel import MIXES, random_label_batches
+from unlearnkit_baselines.relabel import MIXES, random_label_batches, random_label_steps
 
 
 def saliency_mask(
@@ -74,7 +74,7 @@ class _MaskedUpdate:
 
 
 @config_class
-class SalUnConfig:
+class SalUnConfig(uk.StopSettings):
     """Saliency mask over D_f, then random-label training (SalUn's `RL` with a mask).
 
     `sparsity` is the fraction of weights updated (SalUn's default mask keeps 0.5). SalUn's
@@ -113,6 +113,8 @@ class SalUn(uk.Unlearner):
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
 
+        total = cfg.epochs * random_label_steps(len(task.forget), len(task.retain), mix=cfg.mix, batch_size=cfg.batch_size)
+        monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "salun", progress):
             data = random_label_batches(
@@ -121,6 +123,8 @@ class SalUn(uk.Unlearner):
             )
             step = fit(
                 model, optimizer, data, loss_fn, who="salun", step=step, augment=task.augment, generator=generator,
-                after_backward=masked.mask_gradients, after_step=masked.restore,
+                after_backward=masked.mask_gradients, after_step=masked.restore, monitor=monitor,
             )
-        return model.eval()
+            if monitor.stopped:
+                break
+        return monitor.finish(model.eval())

@@ -162,9 +162,10 @@ def test_clip_norm_bounds_the_global_norm_and_keeps_direction():
     from unlearnkit_ltu.meta import clip_norm
 
     g = [torch.tensor([3.0, 0.0]), torch.tensor([[4.0]])]
-    clipped = clip_norm(g, 1.0)
+    clipped, scaled = clip_norm(g, 1.0)
     torch.testing.assert_close(torch.cat([c.reshape(-1) for c in clipped]), torch.tensor([0.6, 0.0, 0.8]))
-    torch.testing.assert_close(clip_norm(g, 10.0), g)
-    assert clip_norm(g, 0.0) == g  # off
-    zero = clip_norm([torch.zeros(3)], 1.0)[0]
-    assert torch.isfinite(zero).all() and not zero.any()
+    assert scaled
+    assert clip_norm(g, 10.0) == (g, False)  # within the bound: untouched, and counted as not acting
+    assert clip_norm(g, 0.0) == (g, False)  # off
+    zero, scaled = clip_norm([torch.zeros(3)], 1.0)
+    assert torch.isfinite(zero[0]).all() and not zero[0].any() and not scaled

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from unlearnkit import config_class
+from unlearnkit import StopSettings, config_class
 from unlearnkit._validators import FieldError, in_range, non_negative, positive
 
 
@@ -40,7 +40,7 @@ def _configs_for(names_field: str) -> Any:
 
 
 @config_class
-class LtuConfig:
+class LtuConfig(StopSettings):
     """Settings of `ltu` (Learning to Unlearn, Huang et al., ECCV 2024).
 
     Length: `iterations` meta-updates T (the primary setting); each draws one forget batch,

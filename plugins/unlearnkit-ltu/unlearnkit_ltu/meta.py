@@ -194,13 +194,19 @@ def forgetting_feedback(
     )
 
 
-def clip_norm(gradient: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+class Clipped(NamedTuple):
+    gradient: list[torch.Tensor]
+    scaled: bool  # whether the bound acted
+
+
+def clip_norm(gradient: Sequence[torch.Tensor], max_norm: float) -> Clipped:
     """`gradient` scaled down to a global L2 norm of at most `max_norm` (unchanged when 0)."""
     if max_norm <= 0:
-        return list(gradient)
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradient]))
-    scale = (max_norm / (norm + 1e-12)).clamp(max=1.0)
-    return [g * scale for g in gradient]
+        return Clipped(list(gradient), False)
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradient])))
+    if norm <= max_norm:
+        return Clipped(list(gradient), False)
+    return Clipped([g * (max_norm / norm) for g in gradient], True)
 
 
 def meta_update(optimizer: torch.optim.Optimizer, params: Params, gradient: Sequence[torch.Tensor]) -> None:

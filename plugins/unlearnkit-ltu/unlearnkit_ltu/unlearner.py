@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import time
 from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import unlearnkit as uk
 from unlearnkit import MembershipAttack, Sampler, UsageError, distributed
@@ -62,9 +62,10 @@ class IndexStream:
 class LtuRun:
     """One LTU run in progress: the model being unlearned, its data, components and optimizer."""
 
-    def __init__(self, config: LtuConfig, model: nn.Module, task: Any, *, seed: int, device: torch.device):
+    def __init__(self, config: LtuConfig, model: nn.Module, task: Any, *, seed: int, device: torch.device, progress: bool = False):
         cfg = self.config = config
         self.model, self.device, self.step = model, device, 0
+        self.clipped = 0  # iterations where max_grad_norm scaled g_r or g_f down
         model.eval()  # BN on running statistics throughout (module docstring)
         self.params: meta.Params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.forward = meta.functional_forward(model, dict(model.named_buffers()))
@@ -80,8 +81,15 @@ class LtuRun:
         self.sampler_generator = stream(seed, "samplers")
         self.bank_generator = stream(seed, "bank")
 
-        self.samplers: list[Sampler] = self._build_samplers() if cfg.remember_feedback else []
-        self.bank: list[MembershipAttack] = self._build_bank(pool, task.val, seed) if cfg.forget_feedback else []
+        # the set-up counts in UT: one progress stage, whose step names say where its time goes
+        steps = len(cfg.samplers) * cfg.remember_feedback + len(cfg.bank) * cfg.forget_feedback
+        setup = uk.progress_bar(desc=f"{WHO} set-up", total=steps, unit="step", enabled=progress)
+        start = time.perf_counter()
+        self.samplers: list[Sampler] = self._build_samplers(setup) if cfg.remember_feedback else []
+        samplers_s = time.perf_counter() - start
+        self.bank: list[MembershipAttack] = self._build_bank(pool, task.val, seed, setup) if cfg.forget_feedback else []
+        setup.set_postfix_str(f"samplers prepared in {samplers_s:.1f} s, MI bank fit in {time.perf_counter() - start - samplers_s:.1f} s")
+        setup.close()
         self.combiner: Optional[uk.GradientCombiner] = None
         if cfg.remember_feedback and cfg.forget_feedback:
             self.combiner = uk.get_combiner(cfg.combiner, cfg.combiner_config)
@@ -91,16 +99,18 @@ class LtuRun:
         )
 
     # -- set-up: sampler caches and the MI bank, built once ---------------------------------
-    def _build_samplers(self) -> list[Sampler]:
+    def _build_samplers(self, setup: Any) -> list[Sampler]:
         original = copy.deepcopy(self.model).requires_grad_(False).eval()  # frozen f_θ0 for φ and v(y)
         samplers = []
         for name in self.config.samplers:
+            setup.set_postfix_str(f"preparing sampler {name}")
             sampler = uk.get_sampler(name, self.config.sampler_configs.get(name))
             sampler.prepare(self.pool_x, self.pool_y, original)
             samplers.append(sampler)
+            setup.update(1)
         return samplers
 
-    def _build_bank(self, pool: Any, val: Any, seed: int) -> list[MembershipAttack]:
+    def _build_bank(self, pool: Any, val: Any, seed: int, setup: Any) -> list[MembershipAttack]:
         """The differentiable MI models, fit on the original model: D̂_r members vs D_val non-members."""
         members = (uk.predict_logits(self.model, pool, device=self.device), pool.y)
         non_members = (uk.predict_logits(self.model, val, device=self.device), val.y)
@@ -113,6 +123,7 @@ class LtuRun:
         non_members = tuple(t.to(self.device) for t in non_members)
         bank = []
         for name in self.config.bank:
+            setup.set_postfix_str(f"fitting MI model {name}")
             attack = uk.get_attack(name, self.config.bank_configs.get(name))
             if not getattr(attack, "differentiable", False):
                 raise UsageError(
@@ -120,6 +131,7 @@ class LtuRun:
                     "the MI bank needs attacks whose predict_proba has gradients w.r.t. the logits"
                 )
             bank.append(attack.fit(members, non_members))
+            setup.update(1)
         return bank
 
     # -- one iteration ------------------------------------------------------------------------
@@ -176,13 +188,15 @@ class LtuRun:
         if self.config.remember_feedback:
             remember = self.remembering_feedback(forget_x, forget_y)
             losses.update(remember_tune=remember.tune_loss, remember_test=remember.test_loss)
-            g_remember = meta.clip_norm(remember.gradient, self.config.max_grad_norm)
+            g_remember = remember.gradient
         if self.config.forget_feedback:
             forgetting = self.forgetting_feedback(forget_x, forget_y)
             losses.update(forget_tune=forgetting.tune_loss, forget_test=forgetting.test_loss)
-            g_forget = meta.clip_norm(forgetting.gradient, self.config.max_grad_norm)
+            g_forget = forgetting.gradient
         values = torch.stack(list(losses.values())).tolist()  # one device sync per iteration
         uk.check_finite_loss(torch.tensor(sum(values)), WHO, self.step)
+        (g_remember, scaled_r), (g_forget, scaled_f) = self._bound(g_remember), self._bound(g_forget)
+        self.clipped += scaled_r or scaled_f
         if self.combiner is not None:
             gradient = self.combiner.combine(g_remember, g_forget)  # eq. 12
         else:
@@ -190,6 +204,12 @@ class LtuRun:
         meta.meta_update(self.optimizer, self.params, gradient)
         self.step += 1
         return dict(zip(losses, values))
+
+    def _bound(self, gradient: Optional[list[torch.Tensor]]) -> tuple[Optional[list[torch.Tensor]], bool]:
+        """`max_grad_norm` (beyond the paper; off by default) applied to one feedback gradient."""
+        if gradient is None:
+            return None, False
+        return meta.clip_norm(gradient, self.config.max_grad_norm)
 
     def finish(self) -> nn.Module:
         """The unlearned model, in eval mode, without gradients."""
@@ -235,15 +255,20 @@ class LtuUnlearner(uk.Unlearner):
     def __init__(self, config: LtuConfig | None = None):
         super().__init__(config or LtuConfig())
 
-    def prepare(self, model: nn.Module, task: Any, *, seed: int = 0, device: torch.device | str | None = None) -> LtuRun:
-        """A run ready to iterate on `model` (modified in place by its iterations)."""
-        return LtuRun(self.config, model, task, seed=seed, device=uk.resolve_device(device, model))
+    def prepare(self, model: nn.Module, task: Any, *, seed: int = 0, device: torch.device | str | None = None,
+                progress: bool = False) -> LtuRun:
+        """A run ready to iterate on `model` (modified in place by its iterations); `progress` shows the set-up."""
+        return LtuRun(self.config, model, task, seed=seed, device=uk.resolve_device(device, model), progress=progress)
 
     def run(self, model: nn.Module, task: Any, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
-        run = self.prepare(model, task, seed=seed, device=device)
-        for _ in tqdm(range(self.config.iterations), desc=WHO, disable=not progress, leave=False):
+        run = self.prepare(model, task, seed=seed, device=device, progress=progress)
+        monitor = uk.StopMonitor(self, model, task, total_steps=self.config.iterations, seed=seed, device=device)
+        for step in uk.progress_bar(range(1, self.config.iterations + 1), desc=WHO, unit="iteration", enabled=progress):
             run.iteration()
-        return run.finish()
+            if monitor.check(model, step):
+                break
+        self.run_info["clipped"] = run.clipped
+        return monitor.finish(run.finish())
 
 
 def _take(pair: Sequence[torch.Tensor], positions: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,174 @@
+"""The core stop rule (`unlearnkit.stopping`) on a scripted fake method whose forgetting is known exactly."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+import pytest
+import torch
+from torch import nn
+
+import unlearnkit as uk
+from unlearnkit.config import config_class
+from unlearnkit.stopping import StopMonitor, StopSettings
+
+STEPS = 40
+
+
+class Scripted(nn.Module):
+    """The trained tiny MLP, except that after step s the first s/STEPS of D_f (and, with `harm`,
+    of every other input) are predicted as another class with certainty."""
+
+    def __init__(self, base: nn.Module, forget_x: torch.Tensor, harm_after: int | None = None):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.register_buffer("forget_x", forget_x.clone())
+        self.progress = nn.Parameter(torch.zeros(()))  # the step, as a fraction of STEPS
+        self.harm_after = harm_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.base(x)
+        match = (x[:, None, :] == self.forget_x[None]).all(-1)
+        rank = match.float().argmax(1).double() / len(self.forget_x)
+        wrong = match.any(1) & (rank < self.progress.detach())
+        if self.harm_after is not None and self.progress.item() * STEPS > self.harm_after:
+            wrong = wrong | ~match.any(1)
+        flipped = torch.nn.functional.one_hot((logits.argmax(1) + 1) % logits.shape[1], logits.shape[1]) * 50.0
+        return torch.where(wrong[:, None], flipped.to(logits.dtype), logits)
+
+
+@config_class
+class ScriptedConfig(StopSettings):
+    harm_after: int = -1  # step after which every other input is mispredicted too; -1 = never
+    generalise: bool = False  # held-out samples of D_f's classes are forgotten along with D_f
+
+
+class ScriptedMethod(uk.Unlearner):
+    """Moves `progress` one step at a time; records the state after every step."""
+
+    reads: ClassVar[frozenset[str]] = frozenset({"forget"})
+
+    def run(self, model, task, *, seed, device, progress):
+        targets = task.forget.x
+        if self.config.generalise:  # as a method that forgets a class does
+            targets = torch.cat([targets, task.val.x[torch.isin(task.val.y, task.forget.y)]])
+        work = Scripted(model, targets, None if self.config.harm_after < 0 else self.config.harm_after)
+        monitor = StopMonitor(self, work, task, total_steps=STEPS, seed=seed, device=device)
+        self.states = {0: {k: v.clone() for k, v in work.state_dict().items()}}
+        for step in range(1, STEPS + 1):
+            with torch.no_grad():
+                work.progress.fill_(step / STEPS)
+            self.states[step] = {k: v.clone() for k, v in work.state_dict().items()}
+            if monitor.check(work, step):
+                break
+        self.monitor = monitor
+        return monitor.finish(work)
+
+
+def _expected_first_met(task: uk.UnlearningTask, base: nn.Module, tolerance: float) -> int:
+    """The first step at which D_f's accuracy and confidence are within `tolerance` of D_val's,
+    D_val reweighted to D_f's class distribution — computed here without the monitor."""
+    val_logits = base(task.val.x)
+    val_correct = (val_logits.argmax(1) == task.val.y).double()
+    val_conf = torch.softmax(val_logits.double(), 1).gather(1, task.val.y[:, None]).squeeze(1)
+    p = torch.bincount(task.forget.y, minlength=task.num_classes).double() / len(task.forget)
+    acc_ref = 100 * sum(p[c] * val_correct[task.val.y == c].mean() for c in range(task.num_classes) if p[c] > 0)
+    conf_ref = 100 * sum(p[c] * val_conf[task.val.y == c].mean() for c in range(task.num_classes) if p[c] > 0)
+    for step in range(0, STEPS + 1):
+        work = Scripted(base, task.forget.x)
+        work.progress.data.fill_(step / STEPS)
+        logits = work(task.forget.x)
+        acc = 100 * (logits.argmax(1) == task.forget.y).double().mean()
+        conf = 100 * torch.softmax(logits.double(), 1).gather(1, task.forget.y[:, None]).mean()
+        if abs(acc - acc_ref) <= tolerance and abs(conf - conf_ref) <= tolerance:
+            return step
+    raise AssertionError("the scripted method never meets the target")
+
+
+def _task(forget: str = "random:0.1") -> uk.UnlearningTask:
+    # 2 000 samples: D_f (144) and D_val (160) large enough that a 12-point memorisation gap is
+    # several standard errors wide.
+    return uk.testing.tiny_task(forget=forget, num_samples=2000)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    task = _task()
+    model = uk.train_model(uk.testing.tiny_model(task, hidden=64), task, seed=0)
+    return model, task
+
+
+def test_calibrated_stops_exactly_at_the_first_step_the_target_is_met(trained):
+    model, task = trained
+    method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=1))
+    out = method.unlearn(model, task, seed=0)
+    tolerance = method.monitor.tolerance
+    expected = _expected_first_met(task, model, tolerance)
+    assert 0 < expected < STEPS
+    assert method.run_info == {"steps": expected, "stop_reason": "target", "guard": 0, "stop_step": expected}
+    assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[expected].items())
+
+
+def test_fixed_runs_the_whole_budget_and_evaluates_nothing(trained):
+    model, task = trained
+    method = ScriptedMethod(ScriptedConfig())  # stop = "fixed"
+    out = method.unlearn(model, task.view({"forget"}))  # no val: the fixed rule must not read it
+    assert method.run_info == {"steps": STEPS, "stop_reason": "fixed", "guard": 0}
+    assert out.progress.item() == 1.0
+
+
+def test_the_guard_restores_the_best_state_bit_identical_and_stops(trained):
+    model, task = trained
+    # Every other input breaks after step 3, long before D_f looks unseen: the guard fires at
+    # the first check after that and the closest earlier state comes back.
+    method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, stop_tolerance=0.0, harm_after=3))
+    out = method.unlearn(model, task, seed=0)
+    info = method.run_info
+    assert info["stop_reason"] == "guard" and info["guard"] == 1 and info["steps"] == 4
+    best = info["stop_step"]
+    assert best in (0, 2)
+    for k, v in method.states[best].items():
+        assert torch.equal(out.state_dict()[k], v), k
+
+
+def test_rewind_runs_the_budget_and_returns_the_closest_checkpoint(trained):
+    model, task = trained
+    method = ScriptedMethod(ScriptedConfig(stop="rewind", stop_every=5))
+    out = method.unlearn(model, task, seed=0)
+    checks = method.monitor.history
+    assert method.run_info["steps"] == STEPS and method.run_info["stop_reason"] == "rewind"
+    closest = min(checks, key=lambda c: c.distance)
+    assert method.run_info["stop_step"] == closest.step
+    assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[closest.step].items())
+    assert sorted({c.step for c in checks}) == list(range(0, STEPS + 1, 5))
+
+
+def test_a_stop_rule_reads_val_but_never_test_or_an_undeclared_part(trained):
+    model, task = trained
+    fixed = ScriptedMethod(ScriptedConfig())
+    calibrated = ScriptedMethod(ScriptedConfig(stop="calibrated"))
+    assert fixed.reads == {"forget"} and calibrated.reads == {"forget", "val"}
+    view = task.view(calibrated.reads, who="scripted")
+    calibrated.unlearn(model, view, seed=0)
+    assert view.accessed == {"forget", "val"}
+    with pytest.raises(uk.DataAccessError):
+        ScriptedMethod(ScriptedConfig(stop="calibrated")).unlearn(model, task.view({"forget"}), seed=0)
+
+
+def test_class_forgetting_targets_zero_accuracy_on_the_removed_class(trained):
+    model, _ = trained  # the same original: the train split depends on the seed only
+    task = _task("class:1")
+    method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=1, stop_tolerance=3.0, generalise=True))
+    method.unlearn(model, task, seed=0)
+    start = method.monitor.history[0]
+    assert start.reference_acc == 0.0  # a model that never saw class 1 cannot predict it
+    assert start.forget_acc > 50.0
+    assert method.run_info["stop_reason"] == "target"
+    assert method.monitor.history[-1].forget_acc <= 3.0 + method.monitor.tolerance
+
+
+def test_stop_settings_are_validated():
+    with pytest.raises(uk.ConfigError, match=r"\$\.stop: must be one of"):
+        uk.structure_config(ScriptedConfig, {"stop": "early"})
+    assert attrs.fields_dict(ScriptedConfig)["stop"].default == "fixed"
