@@ -124,13 +124,15 @@ class AuditRun:
         mine = [j for j in self.jobs() if j.owner(world) == rank]
         outputs: dict[ModelJob, dict[str, Any]] = {}
         bar = progress_bar(desc="audit models", total=len(mine), each=True, enabled=self.progress)
-        start = time.perf_counter()
+        built, built_s = 0, 0.0  # the ETA counts models built in this run, not those loaded from the cache
         with distributed.alone():
             for done, job in enumerate(mine, 1):
+                start = time.perf_counter()
                 outputs[job] = self._output(job)
-                elapsed = time.perf_counter() - start
-                eta = elapsed / done * (len(mine) - done)
-                bar.set_postfix_str(f"{job}: {_brief(outputs[job])}; ETA {eta / 60:.0f} min" if done < len(mine) else f"{job}")
+                if not outputs[job].get("cached"):
+                    built, built_s = built + 1, built_s + time.perf_counter() - start
+                eta = f"; ETA {built_s / built * (len(mine) - done) / 60:.0f} min" if built and done < len(mine) else ""
+                bar.set_postfix_str(f"{job}: {_brief(outputs[job])}{eta}")
                 bar.update(1)
         bar.close()
         gathered: dict[ModelJob, dict[str, Any]] = {}
