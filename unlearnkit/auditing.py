@@ -11,7 +11,6 @@ populations are described in `unlearnkit.populations` and docs/audit.md.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,7 +28,7 @@ from unlearnkit.plugins import registry
 from unlearnkit.populations import (SEEDS, MAX_MODELS, PopulationView, RepeatedPopulation, ShadowPopulation,
                                     positions_in_train, shadow_halves, shadow_task)
 from unlearnkit.progress import progress_bar
-from unlearnkit.registry import build_model, get_audit, get_unlearner, make_config
+from unlearnkit.registry import build_model, get_audit, make_config
 from unlearnkit.tasks import UnlearningTask, make_task
 from unlearnkit.training import train_model
 

@@ -14,7 +14,8 @@ rule is reduced to the pair of counts (members of each sample it accepts): ε de
 nothing else, so the ε of every possible pair is tabulated once, and what remains is to find
 which pairs the grids realise. The counts come from ranks in the sorted confidences; the grids'
 values are those of the reference, bit for bit (NumPy's `linspace` for the interval rule,
-torch's float32 `linspace` for the threshold rule), and the rates and ε are float32 like its.
+torch's float32 `linspace` for the threshold rule), and the rates and ε are float32 like the
+reference's.
 """
 
 from __future__ import annotations
