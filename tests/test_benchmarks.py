@@ -41,3 +41,16 @@ def test_tuning_ranks_settings_by_their_worse_forget_setting():
     assert lines[2].startswith('| ltu {"lr": 2} | 1.00 | 1.00 |')  # worst 1.0 beats lr=1's worst 2.0
     assert lines[3].startswith('| ltu {"lr": 1} | 0.30 | 2.00 |')
     assert {lines[4][:16], lines[5][:16]} == {'| ltu {"lr": 3} ', '| ltu {"lr": 4} '}  # failed or unfinished: last
+
+
+def test_audit_cost_compares_the_reference_and_ends_with_the_json_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "audit_cost.py"), "--models", "6", "--examples", "3", "--repeats", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[1].startswith("| computation |")
+    last = json.loads(lines[-1])
+    assert set(last) == {"reference_s", "vectorised_s", "speedup", "max_abs_diff"}
+    assert last["max_abs_diff"] == 0.0 and last["speedup"] > 1

@@ -29,16 +29,18 @@ from unlearnkit.errors import (
 )
 from unlearnkit.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
 from unlearnkit.hookspecs import hookimpl
-from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
+from unlearnkit.interfaces import Audit, AuditResult, GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.progress import progress_bar
 from unlearnkit.registry import (
     build_model,
     get_attack,
+    get_audit,
     get_combiner,
     get_sampler,
     get_unlearner,
     list_attacks,
+    list_audits,
     list_combiners,
     list_datasets,
     list_models,
@@ -50,12 +52,12 @@ from unlearnkit.tasks import ForgetSpec, TaskView, UnlearningTask, make_task, pa
 from unlearnkit.training import TrainConfig, batches, check_finite_loss, resolve_device, train_model
 
 __all__ = [
-    "ArrayDataset", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
+    "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
     "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
-    "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_combiners", "list_datasets",
-    "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_model", "load_toml", "make_task",
+    "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",
+    "list_datasets", "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_model", "load_toml", "make_task",
     "mia_efficacy", "parse_forget", "penultimate_features", "predict_logits", "progress_bar", "resolve_device",
     "save_checkpoint", "structure_config", "train_model", "unstructure_config", "validators",
 ]

@@ -1,4 +1,4 @@
-"""The `unlearnkit` command line: plugins, train, import, unlearn, evaluate, bench.
+"""The `unlearnkit` command line: plugins, train, import, unlearn, evaluate, bench, audit.
 
 Usage errors exit with status 2 and runtime failures with 1, each with one line on stderr
 naming the bad value; no traceback.
@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from unlearnkit import __version__
+from unlearnkit import __version__, audit_cli
 from unlearnkit import bench as bench_mod
 from unlearnkit import deletion, distributed, forget_sets, weights
 from unlearnkit.checkpoint import load_model, save_checkpoint
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="if another run is using --out, wait for it to finish instead of refusing")
     _dataset_options(p)
     _common(p)
+
+    audit_cli.add_parser(sub, _common, _seed, _gamma)
     return parser
 
 
@@ -507,5 +509,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    return audit_cli.cmd_audit(args, _device)
+
+
 COMMANDS = {"plugins": cmd_plugins, "train": cmd_train, "import": cmd_import, "unlearn": cmd_unlearn, "evaluate": cmd_evaluate,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "audit": cmd_audit}

@@ -8,16 +8,36 @@ N processes then apply the same update, up to floating-point reduction order.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+import threading
+from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 
 
+_alone = threading.local()
+
+
 def world_size() -> int:
-    """Number of processes (1 without torchrun)."""
+    """Number of processes (1 without torchrun, and inside `alone()`)."""
+    if getattr(_alone, "active", False):
+        return 1
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within it this process works by itself: `world_size()` is 1, so training skips DDP and
+    the collectives below do nothing, while `rank()` still names the process. For work split
+    into independent pieces, one per rank (the audit's models)."""
+    previous = getattr(_alone, "active", False)
+    _alone.active = True
+    try:
+        yield
+    finally:
+        _alone.active = previous
 
 
 def rank() -> int:
@@ -81,3 +101,12 @@ def broadcast_object(obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's `obj`, in rank order, on every rank (`[obj]` without torchrun)."""
+    if world_size() == 1:
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

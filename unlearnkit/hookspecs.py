@@ -1,4 +1,4 @@
-"""The six hooks a plugin may implement. Each receives `register(name, factory, config_cls)`.
+"""The seven hooks a plugin may implement. Each receives `register(name, factory, config_cls)`.
 
 `factory(config)` builds the component from an instance of `config_cls` (a frozen attrs
 class, see `unlearnkit.config.config_class`); for datasets and models the factory takes
@@ -45,3 +45,8 @@ def unlearnkit_register_datasets(register: Register) -> None:
 @hookspec
 def unlearnkit_register_models(register: Register) -> None:
     """Register models: `factory(config, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module`."""
+
+
+@hookspec
+def unlearnkit_register_audits(register: Register) -> None:
+    """Register per-example privacy audits: `factory(config) -> unlearnkit.Audit`."""

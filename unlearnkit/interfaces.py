@@ -1,4 +1,4 @@
-"""The four component interfaces. Their docstrings are the contract the test suites check."""
+"""The component interfaces. Their docstrings are the contract the test suites check."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import copy
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
+import attrs
+import numpy as np
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from unlearnkit.populations import PopulationView
     from unlearnkit.tasks import TaskView
 
 #: The parts of a task a method may declare in `Unlearner.reads`.
 TASK_PARTS = ("forget", "retain", "retain_full", "train", "val")
+#: The model populations an audit may declare in `Audit.reads` (see `unlearnkit.populations`).
+AUDIT_POPULATIONS = ("repeated", "shadow")
 
 
 class Unlearner(ABC):
@@ -157,3 +162,47 @@ class GradientCombiner(ABC):
 
     def reset(self) -> None:
         """Forget state between runs; stateless combiners need nothing."""
+
+
+@attrs.frozen
+class AuditResult:
+    """What an audit found for one method: headline figures and one value per forget example."""
+
+    summary: dict[str, float]
+    per_example: dict[str, np.ndarray]
+
+
+class Audit(ABC):
+    """A per-example privacy audit of one unlearning method, from populations of its outputs.
+
+    Contract:
+    - `run(populations)` reads only the populations named in `reads` (a subset of
+      `AUDIT_POPULATIONS`); `populations` is a read-only view, and reading an undeclared one
+      raises `DataAccessError`. What each holds (`unlearnkit.populations`):
+      `repeated` — the NeurIPS 2023 protocol: the logits on the forget set of N runs of the
+      method from one original model and of N Retrain models, the labels, and the mean retain
+      and test accuracies of each group; `shadow` — U-LiRA's: the logits on the forget set of
+      N shadow models trained on random halves of the training split and unlearned on their
+      half of the forget set, the labels, and which model forgot which example (the others
+      never trained on it). An audit sees model outputs only: no weights, no data.
+    - Returns an `AuditResult`: `summary` maps names to finite floats (the same names for any
+      input), `per_example` maps names to float arrays of one value per forget example, in
+      the order of the populations' columns. Inputs are never modified (their arrays are
+      read-only).
+    - Deterministic: the same populations give the same result.
+    - Inputs it cannot audit (fewer than `min_models` models per population, NaN or infinite
+      logits) raise `ValueError` naming the problem; the audit command checks `min_models`
+      before it builds a model.
+    - `headline` names the summary figures that tables show, in order.
+    """
+
+    reads: ClassVar[frozenset[str]] = frozenset()
+    min_models: ClassVar[int] = 2
+    headline: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @abstractmethod
+    def run(self, populations: "PopulationView") -> AuditResult:
+        """Audit the method whose outputs `populations` holds."""

@@ -29,6 +29,7 @@ KIND_HOOKS = {
     "combiner": "unlearnkit_register_combiners",
     "dataset": "unlearnkit_register_datasets",
     "model": "unlearnkit_register_models",
+    "audit": "unlearnkit_register_audits",
 }
 ENTRY_POINT_GROUP = "unlearnkit"
 LOAD_PLUGINS_ENV = "UNLEARNKIT_LOAD_PLUGINS"

@@ -9,7 +9,7 @@ from torch import nn
 
 from unlearnkit.config import structure_config
 from unlearnkit.errors import UsageError
-from unlearnkit.interfaces import GradientCombiner, MembershipAttack, Sampler, Unlearner
+from unlearnkit.interfaces import Audit, GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.plugins import Entry, registry
 
 #: attrs field metadata key marking the config field that `NAME:VALUE` fills with VALUE: a dataset
@@ -85,6 +85,11 @@ def get_combiner(name: str, config: Any = None, **overrides: Any) -> GradientCom
     return _build("combiner", name, config, overrides)
 
 
+def get_audit(name: str, config: Any = None, **overrides: Any) -> Audit:
+    """The per-example privacy audit `name`."""
+    return _build("audit", name, config, overrides)
+
+
 def build_model(name: str, task: Any, *, seed: int = 0, config: Any = None, **overrides: Any) -> nn.Module:
     """An untrained model `name` (`NAME` or `NAME:VALUE`, e.g. `torchvision:resnet50`) shaped for
     `task` (its `input_shape` and `num_classes`), seeded."""
@@ -128,3 +133,8 @@ def list_datasets(filter: Optional[str] = None, exclude: Optional[str] = None) -
 def list_models(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
     """Sorted names of registered models."""
     return registry.names("model", filter, exclude)
+
+
+def list_audits(filter: Optional[str] = None, exclude: Optional[str] = None) -> list[str]:
+    """Sorted names of registered per-example privacy audits."""
+    return registry.names("audit", filter, exclude)

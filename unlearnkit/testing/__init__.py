@@ -1,6 +1,6 @@
 """What a plugin author needs to test a component: tiny tasks and models, an in-process
 registration fixture (`register_component`, a pytest fixture available wherever unlearnkit is
-installed), and the contract suites every sampler, combiner, attack and unlearner must pass.
+installed), and the contract suites every sampler, combiner, attack, unlearner and audit must pass.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
         check(name)
 
 Each kind's module (`unlearner_contract`, `attack_contract`, `sampler_contract`,
-`combiner_contract`) lists its checks in `CHECKS`: functions `check_xxx(name) -> None` that
+`combiner_contract`, `audit_contract`) lists its checks in `CHECKS`: functions `check_xxx(name) -> None` that
 build the registered component by name and raise `AssertionError` on a breach.
 """
 
@@ -23,6 +23,7 @@ MODULES = {
     "attack": "unlearnkit.testing.attack_contract",
     "sampler": "unlearnkit.testing.sampler_contract",
     "combiner": "unlearnkit.testing.combiner_contract",
+    "audit": "unlearnkit.testing.audit_contract",
 }
 
 
