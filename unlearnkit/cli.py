@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random:0.1 | class:3 | indices:FILE, comma-separated for several (default: the preset's)")
     p.add_argument("--retain-access", type=_gamma, default=None, metavar="γ", help="one γ for every method (default: each method's own)")
     p.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,...", help="comma-separated seeds (default: the preset's)")
-    p.add_argument("--tables", default=None, metavar="T,...", help="comma-separated: main, access, ablation, sequential (default: the preset's)")
+    p.add_argument("--tables", default=None, metavar="T,...", help="comma-separated: main, access, ablation, grid, sequential (default: the preset's)")
     p.add_argument("--attack", default=None, metavar="NAME", help="evaluation attack, any registered one, or none (default: svc-confidence)")
     p.add_argument("--num-samples", type=_seed, default=None, metavar="N", help="mnist1d: samples to generate (default: the preset's)")
     p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the recipe's epochs")

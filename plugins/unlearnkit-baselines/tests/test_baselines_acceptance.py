@@ -23,9 +23,10 @@ def _setting():
 
 
 @functools.lru_cache(maxsize=None)
-def _metrics(name: str) -> dict[str, float]:
+def _metrics(name: str, stop: str | None = None) -> dict[str, float]:
     task, original, _ = _setting()
-    return uk.evaluate(uk.get_unlearner(name).unlearn(original, task, seed=0), task, attack=None)
+    unlearner = uk.get_unlearner(name, **({"stop": stop} if stop else {}))
+    return uk.evaluate(unlearner.unlearn(original, task, seed=0), task, attack=None)
 
 
 def test_retrain_forgets_as_much_as_it_generalises():
@@ -36,7 +37,7 @@ def test_retrain_forgets_as_much_as_it_generalises():
 @pytest.mark.parametrize("name", ["ga", "randl", "salun", "l1-sparse", "sfron"])
 def test_forgetting_methods_raise_unlearning_accuracy(name):
     _, _, original = _setting()
-    assert _metrics(name)["UA"] > original["UA"]
+    assert _metrics(name, "fixed")["UA"] > original["UA"]  # the method's own update, its paper's length
 
 
 def test_ft_keeps_the_remaining_set():

@@ -21,7 +21,7 @@ def _loss(model, data) -> float:
 def test_neggrad_plus_with_beta_one_is_fine_tuning_step_for_step(n_epochs, momentum, weight_decay):
     model, task = trained_tiny_model()
     shared = dict(epochs=n_epochs, lr=0.05, batch_size=16, momentum=momentum, weight_decay=weight_decay)
-    ng = uk.get_unlearner("neggrad-plus", beta=1.0, **shared).unlearn(model, task, seed=2)
+    ng = uk.get_unlearner("neggrad-plus", beta=1.0, stop="fixed", **shared).unlearn(model, task, seed=2)
     ft = uk.get_unlearner("ft", **shared).unlearn(model, task, seed=2)
     assert state_equal(ng, ft)
 
@@ -36,7 +36,7 @@ def test_the_joint_loss_weighs_retain_by_beta_and_forget_by_one_minus_beta():
 def test_a_lower_beta_ascends_further_on_the_forget_set_while_keeping_the_retain_set():
     model, task = trained_tiny_model()
     settings = dict(epochs=4, lr=0.05, batch_size=16)
-    unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
+    unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, stop="fixed", **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
     forget_losses = [_loss(unlearned[b], task.forget) for b in (1.0, 0.8, 0.5)]
     assert forget_losses[0] < forget_losses[1] < forget_losses[2]
     assert forget_losses[2] > 50 * _loss(model, task.forget)
@@ -55,7 +55,7 @@ def test_each_retain_batch_meets_the_next_forget_batch_of_one_shuffled_pass_cycl
     model, task = trained_tiny_model()
     inputs = []
     model.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
-    uk.get_unlearner("neggrad-plus", beta=0.5, epochs=2, batch_size=16, forget_batch_size=8).unlearn(model, task)
+    uk.get_unlearner("neggrad-plus", beta=0.5, epochs=2, batch_size=16, forget_batch_size=8, stop="fixed").unlearn(model, task)
     steps = -(-len(task.retain) // 16)
     per_pass = -(-len(task.forget) // 8)
     assert len(inputs) == 2 * 2 * steps and steps > per_pass  # a retain then a forget forward per step

@@ -95,12 +95,12 @@ def test_ft_lowers_the_retain_loss():
 
 def test_ga_raises_the_forget_loss():
     model, task = trained_tiny_model()  # 29 forget samples: one step an epoch, so more epochs
-    ascended = uk.get_unlearner("ga", epochs=40).unlearn(model, task)
+    ascended = uk.get_unlearner("ga", epochs=40, stop="fixed").unlearn(model, task)
     assert _loss(ascended, task.forget) > 2 * _loss(model, task.forget)
 
 
 def test_ga_ascends_more_with_a_larger_learning_rate():
     model, task = trained_tiny_model()
-    small = uk.get_unlearner("ga", lr=0.003, epochs=20).unlearn(model, task)
-    large = uk.get_unlearner("ga", lr=0.012, epochs=20).unlearn(model, task)
+    small = uk.get_unlearner("ga", lr=0.003, epochs=20, stop="fixed").unlearn(model, task)
+    large = uk.get_unlearner("ga", lr=0.012, epochs=20, stop="fixed").unlearn(model, task)
     assert _loss(model, task.forget) < _loss(small, task.forget) < _loss(large, task.forget)

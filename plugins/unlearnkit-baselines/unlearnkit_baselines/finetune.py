@@ -12,6 +12,7 @@ from torch import nn
 import unlearnkit as uk
 from unlearnkit._validators import non_negative, positive
 from unlearnkit.config import config_class
+from unlearnkit.stopping import stop_rule
 
 from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch
 
@@ -69,6 +70,8 @@ class GAConfig(uk.StopSettings):
     already costs 5-20 points of RA, and lr 0.01 for 10 epochs diverges. Lower `lr` or
     `epochs` if it diverges on another task.
     """
+
+    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
 
     epochs: int = attrs.field(default=10, validator=positive)
     lr: float = attrs.field(default=0.0045, validator=positive)

@@ -13,6 +13,7 @@ from torch import nn
 import unlearnkit as uk
 from unlearnkit._validators import in_range, non_negative, positive
 from unlearnkit.config import config_class
+from unlearnkit.stopping import stop_rule
 
 from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch, stream
 
@@ -39,6 +40,8 @@ class NegGradPlusConfig(uk.StopSettings):
     with lr 0.2, costs 20-80 points of RA. β = 1 is fine-tuning on D̂_r (no forget batch is
     drawn then).
     """
+
+    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
 
     beta: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
     epochs: int = attrs.field(default=5, validator=positive)

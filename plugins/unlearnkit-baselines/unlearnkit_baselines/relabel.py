@@ -13,6 +13,7 @@ from torch import nn
 import unlearnkit as uk
 from unlearnkit._validators import non_negative, one_of, positive
 from unlearnkit.config import config_class
+from unlearnkit.stopping import stop_rule
 
 from unlearnkit_baselines._common import Batch, concat, epochs, fit, relabelled, sgd, steps_per_epoch, uniform_labels, wrong_labels
 
@@ -105,6 +106,8 @@ class AmnesiacConfig(uk.StopSettings):
     lr 1e-4, batch 128 over D_r ∪ relabelled D_f (~1 170 steps on CIFAR). [scaled] mnist1d's
     3 600 samples give only 29 such steps an epoch, so the default runs 10 epochs (~290 steps).
     """
+
+    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
 
     epochs: int = attrs.field(default=10, validator=positive)
     lr: float = attrs.field(default=1e-4, validator=positive)

@@ -12,6 +12,7 @@ from torch import nn
 import unlearnkit as uk
 from unlearnkit._validators import in_range, non_negative, one_of, positive
 from unlearnkit.config import config_class
+from unlearnkit.stopping import stop_rule
 
 from unlearnkit_baselines._common import epochs, fit, sgd
 from unlearnkit_baselines.relabel import MIXES, random_label_batches, random_label_steps
@@ -84,6 +85,8 @@ class SalUnConfig(uk.StopSettings):
     (or 0.05) the 4x smaller batches take steps too large for cnn1d and the model collapses to
     ~20% accuracy on mnist1d.
     """
+
+    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
 
     sparsity: float = attrs.field(default=0.5, validator=in_range(0.0, 1.0, low_open=True))
     epochs: int = attrs.field(default=10, validator=positive)

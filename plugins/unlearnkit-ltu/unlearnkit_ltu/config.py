@@ -43,14 +43,14 @@ def _configs_for(names_field: str) -> Any:
 class LtuConfig(StopSettings):
     """Settings of `ltu` (Learning to Unlearn, Huang et al., ECCV 2024).
 
-    Length: `iterations` meta-updates T (the primary setting); each draws one forget batch,
-    cycling through seeded permutations of D_f (one pass = ⌊|D_f| / forget_batch_size⌋
-    iterations). Defaults were tuned on mnist1d (5 000 samples) + CNN1D, 10% random
-    forgetting, γ = 0.3, seeds 3 and 4 (docs/ltu.md); the bench's `paper-cpu` preset
-    (50 000 samples, a model that generalises) carries settings tuned for that regime. [choice] Each phase sees about one forget batch of samples:
-    the three query sets hold `query_size` each (3 × 21 ≈ 64) and the audit set `audit_size`
-    forget samples (the first of B_f) plus as many of D̂_r (2 × 32 = 64). `max_grad_norm` (not in the paper) bounds each feedback
-    gradient before harmonization, a guard against ill-conditioned MI models; 0 turns it off.
+    Length: `iterations` meta-updates T, each drawing one forget batch (cycling through seeded
+    permutations of D_f); with `iterations = 0` (default) T costs `budget` of retraining with the
+    task's recipe (`iterations_for`). One configuration for every regime, chosen on the `robust`
+    grid's cells with tuning seeds 3 and 4 by its worst cell (docs/ltu.md, round 6): η = 5e-4,
+    β = 1 (LTU.md), `stop = "fixed"` (the paper's; the core stop rule is a setting). [choice] Each
+    phase sees about one forget batch of samples: the three query sets hold `query_size` each
+    (3 × 21 ≈ 64) and the audit set `audit_size` forget samples (the first of B_f) plus as many
+    of D̂_r (2 × 32 = 64). `max_grad_norm` (beyond the paper, off) bounds each feedback gradient.
 
     Components are looked up by name in the registry, so a user's own sampler, attack or
     combiner plugs in by naming it here. The paper's ablations are settings:
