@@ -56,13 +56,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
            "retain_access": args.retain_access, "seeds": [args.seed] if args.seed is not None else None,
            "data_dir": args.data_dir, "download": args.download or None}
     options.update({k: v for k, v in cli.items() if v is not None})
-    if args.methods:
-        by_label = {m.get("label", m.get("name")) if isinstance(m, dict) else m: m for m in options.get("methods") or []}
-        options["methods"] = [by_label.get(n.strip(), n.strip()) for n in args.methods.split(",") if n.strip()]
-    if args.num_samples is not None:
-        options["dataset_config"] = {**(options.get("dataset_config") or {}), "num_samples": args.num_samples}
-    if args.epochs is not None:
-        options["train"] = {**(options.get("train") or {}), "epochs": args.epochs}
+    options = bench_mod.overlay(options, methods=args.methods, num_samples=args.num_samples, epochs=args.epochs)
     return {**options, "attack": "none", "tables": ["main"]}
 
 

@@ -169,6 +169,20 @@ def resolve(options: dict[str, Any]) -> BenchSettings:
     )
 
 
+def overlay(options: dict[str, Any], *, methods: Optional[str], num_samples: Optional[int], epochs: Optional[int]) -> dict[str, Any]:
+    """`options` with a command line's `--methods` (names, or labels of the config's methods),
+    `--num-samples` and `--epochs` on top."""
+    options = dict(options)
+    if methods:
+        by_label = {m.get("label", m.get("name")) if isinstance(m, dict) else m: m for m in options.get("methods") or []}
+        options["methods"] = [by_label.get(n.strip(), n.strip()) for n in methods.split(",") if n.strip()]
+    if num_samples is not None:
+        options["dataset_config"] = {**(options.get("dataset_config") or {}), "num_samples": num_samples}
+    if epochs is not None:
+        options["train"] = {**(options.get("train") or {}), "epochs": epochs}
+    return options
+
+
 def regimes(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(folder name, options) of each regime to run: the preset's `regimes` unless the dataset or
     its configuration is given explicitly, else one regime in the output folder itself ("")."""
