@@ -37,6 +37,8 @@ def test_the_report_ranks_entries_per_cell_counts_collapses_and_pairs_by_seed():
     report = grid.summarize({"small": _results(rows)}, reference="ltu γ0.3")
     methods = {m["entry"]: m for m in report["methods"]}
     assert methods["ga γ1"]["collapses"] == 3  # two collapsed seeds and one diverged run
+    assert methods["ga γ1"]["failed_cells"] == 1 and methods["ga γ1"]["worst_avg_gap"] == float("inf")
+    assert methods["ga γ1"]["mean_rank"] == pytest.approx((1 + 3) / 2)  # first in random:0.1, last where it failed
     assert methods["ltu γ0.3"]["mean_rank"] == pytest.approx((2 + 2) / 2)  # 2nd of 3 in random:0.1, 2nd of 2 in class:1
     assert methods["ft γ1"]["mean_avg_gap"] == pytest.approx((2.0 + 1.0) / 2)
     assert methods["ltu γ0.3"]["max_UT_ratio"] == pytest.approx(0.2)
@@ -46,7 +48,7 @@ def test_the_report_ranks_entries_per_cell_counts_collapses_and_pairs_by_seed():
     assert pairs["ft γ1"]["pairs"] == 3 and pairs["ft γ1"]["wins"] == 2
     assert pairs["ga γ1"]["wins"] == 1  # a diverged run loses its pair
     text = grid.markdown(report)
-    assert "| ga γ1 |" in text and "## ltu γ0.3 against each entry" in text
+    assert "| ga γ1 | 2 | failed | failed in 1 |" in text and "## ltu γ0.3 against each entry" in text
 
 
 def test_robust_bench_runs_each_regime_in_its_folder_and_writes_the_grid_report(tmp_path, monkeypatch):

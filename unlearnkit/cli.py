@@ -24,12 +24,11 @@ from unlearnkit import __version__, audit_cli
 from unlearnkit import bench as bench_mod
 from unlearnkit import deletion, distributed, forget_sets, weights
 from unlearnkit.checkpoint import load_model, save_checkpoint
-from unlearnkit.config import load_toml, structure_config
-from unlearnkit.errors import CheckpointError, ConfigError, UnlearnkitError, UsageError
+from unlearnkit.errors import CheckpointError, UnlearnkitError, UsageError
 from unlearnkit.evaluation import evaluate
 from unlearnkit.locks import owned_dir
 from unlearnkit.plugins import registry
-from unlearnkit.registry import build_model, get_unlearner, make_config
+from unlearnkit.registry import build_model, make_config
 from unlearnkit.runconfig import RunConfig, load_run_config
 from unlearnkit.tasks import make_task, parse_forget
 from unlearnkit.training import train_model

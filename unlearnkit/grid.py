@@ -79,8 +79,8 @@ def _methods(cell_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for c in cell_rows:
         by_cell[(c["regime"], c["forget"])].append(c)
     ranks: dict[str, list[float]] = defaultdict(list)
-    for members in by_cell.values():
-        scored = sorted((c["gap"]["avg"], c["entry"]) for c in members if "avg" in c.get("gap", {}) and not c["failed"])
+    for members in by_cell.values():  # an entry with a failed run in a cell ranks last there
+        scored = sorted((c["gap"]["avg"] if not c["failed"] else math.inf, c["entry"]) for c in members)
         for position, (_, entry) in enumerate(scored, start=1):
             ranks[entry].append(position)
     entries: dict[str, list[dict]] = defaultdict(list)
@@ -88,10 +88,11 @@ def _methods(cell_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entries[c["entry"]].append(c)
     out = []
     for entry, members in entries.items():
-        gaps = [c["gap"]["avg"] for c in members if "avg" in c.get("gap", {})]
+        gaps = [c["gap"]["avg"] if not c["failed"] else math.inf for c in members]  # a failed run fails its cell
         ratios = [c["UT_ratio"] for c in members if c.get("UT_ratio") is not None]
         out.append({
-            "entry": entry, "cells": len(members), "mean_avg_gap": statistics.fmean(gaps) if gaps else math.nan,
+            "entry": entry, "cells": len(members), "failed_cells": sum(1 for c in members if c["failed"]),
+            "mean_avg_gap": statistics.fmean(gaps) if gaps else math.nan,
             "worst_avg_gap": max(gaps) if gaps else math.nan, "mean_rank": statistics.fmean(ranks[entry]) if ranks[entry] else math.nan,
             "collapses": sum(c["collapses"] for c in members), "max_UT_ratio": max(ratios) if ratios else None,
         })
@@ -133,8 +134,9 @@ def markdown(report: dict[str, Any]) -> str:
              "| entry | cells | mean avg gap | worst cell | mean rank | collapses | max UT / Retrain |", "|---|---|---|---|---|---|---|"]
     for m in report["methods"]:
         ratio = "–" if m["max_UT_ratio"] is None else f"{m['max_UT_ratio']:.2f}"
-        lines.append(f"| {m['entry']} | {m['cells']} | {m['mean_avg_gap']:.2f} | {m['worst_avg_gap']:.2f} | {m['mean_rank']:.1f} | "
-                     f"{m['collapses']} | {ratio} |")
+        mean = "failed" if math.isinf(m["mean_avg_gap"]) else f"{m['mean_avg_gap']:.2f}"
+        worst = f"failed in {m['failed_cells']}" if m["failed_cells"] else f"{m['worst_avg_gap']:.2f}"
+        lines.append(f"| {m['entry']} | {m['cells']} | {mean} | {worst} | {m['mean_rank']:.1f} | {m['collapses']} | {ratio} |")
     if report["comparisons"]:
         ref = report["comparisons"][0]["reference"]
         lines += ["", f"## {ref} against each entry (average gap, paired by cell and seed)", "",
