@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 import attrs
 import torch
 
-from unlearnkit.config import config_hash, structure_config, unstructure_config
+from unlearnkit.config import structure_config, unstructure_config
 from unlearnkit.data import ArrayDataset, DatasetBundle, check_finite, default_data_dir
 from unlearnkit.errors import DataAccessError, UsageError
 from unlearnkit.interfaces import TASK_PARTS
