@@ -32,6 +32,7 @@ from unlearnkit.hookspecs import hookimpl
 from unlearnkit.interfaces import Audit, AuditResult, GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.progress import progress_bar
+from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import (
     build_model,
     get_attack,
@@ -49,7 +50,7 @@ from unlearnkit.registry import (
 )
 from unlearnkit.stopping import StopMonitor, StopSettings
 from unlearnkit.tasks import ForgetSpec, TaskView, UnlearningTask, make_task, parse_forget
-from unlearnkit.training import TrainConfig, batches, check_finite_loss, resolve_device, train_model
+from unlearnkit.training import batches, check_finite_loss, resolve_device, train_model
 
 __all__ = [
     "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",

@@ -24,10 +24,11 @@ from unlearnkit.errors import ConfigError, DivergenceError, UsageError
 from unlearnkit.evaluation import evaluate, gap
 from unlearnkit.plugins import registry
 from unlearnkit.progress import progress_bar
+from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import build_model, get_unlearner, make_config
 from unlearnkit.registry import resolve as resolve_component
 from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
-from unlearnkit.training import TrainConfig, train_model
+from unlearnkit.training import train_model
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: minutes on a laptop CPU.

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from unlearnkit._validators import in_range, positive
 from unlearnkit.config import config_class
 from unlearnkit.errors import UsageError
-from unlearnkit.training import TrainConfig
+from unlearnkit.recipe import TrainConfig
 
 DATA_DIR_ENV = "UNLEARNKIT_DATA_DIR"
 

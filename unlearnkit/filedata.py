@@ -29,8 +29,8 @@ from unlearnkit._validators import FieldError, one_of, positive
 from unlearnkit.config import config_class
 from unlearnkit.data import ArrayDataset, DatasetBundle, _crop, crop_flip
 from unlearnkit.errors import UsageError
+from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import FROM_NAME
-from unlearnkit.training import TrainConfig
 
 #: File names a folder dataset decodes (torchvision's ImageFolder extensions); other files are refused.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

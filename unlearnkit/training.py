@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit import distributed
-from unlearnkit._validators import non_negative, one_of, positive
-from unlearnkit.config import config_class
+from unlearnkit.data import ArrayDataset
 from unlearnkit.errors import DivergenceError
 from unlearnkit.progress import progress_bar
-
-if TYPE_CHECKING:
-    from unlearnkit.data import ArrayDataset
-
-
-@config_class
-class TrainConfig:
-    """SGD with momentum and a learning-rate schedule (`cosine`, `step` at 50%/75%, `constant`)."""
-
-    epochs: int = attrs.field(default=30, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
-    lr: float = attrs.field(default=0.05, validator=positive)
-    momentum: float = attrs.field(default=0.9, validator=non_negative)
-    weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
-    schedule: str = attrs.field(default="cosine", validator=one_of("cosine", "step", "constant"))
+from unlearnkit.recipe import TrainConfig
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
@@ -43,7 +27,7 @@ def resolve_device(device: str | torch.device | None, model: nn.Module | None = 
 
 
 def batches(
-    data: "ArrayDataset",
+    data: ArrayDataset,
     batch_size: int,
     *,
     generator: Optional[torch.Generator] = None,
@@ -75,7 +59,7 @@ def check_finite_loss(loss: torch.Tensor, who: str, step: int) -> None:
 
 def train_model(
     model: nn.Module,
-    data: "ArrayDataset | object",
+    data: ArrayDataset | object,
     *,
     recipe: Optional[TrainConfig] = None,
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from unlearnkit.data import ArrayDataset
+from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import build_model
 from unlearnkit.tasks import UnlearningTask, make_task
-from unlearnkit.training import TrainConfig, train_model
+from unlearnkit.training import train_model
 
 __all__ = ["tiny_task", "tiny_model", "trained_tiny_model", "state_equal", "checks_for_kind"]
 
