@@ -13,6 +13,7 @@ Plugin authors: `uk.validators` (config field validators), `uk.progress_bar`, `u
 __version__ = "0.1.0"
 
 from unlearnkit import validators
+from unlearnkit.access import TaskView
 from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
 from unlearnkit.checkpoint import read_model as load_model
 from unlearnkit.config import config_class, load_toml, structure_config, unstructure_config
@@ -49,7 +50,7 @@ from unlearnkit.registry import (
     list_unlearners,
 )
 from unlearnkit.stopping import StopMonitor, StopSettings
-from unlearnkit.tasks import ForgetSpec, TaskView, UnlearningTask, make_task, parse_forget
+from unlearnkit.tasks import ForgetSpec, UnlearningTask, make_task, parse_forget
 from unlearnkit.training import batches, check_finite_loss, resolve_device, train_model
 
 __all__ = [

@@ -19,14 +19,15 @@ import numpy as np
 import torch
 
 from unlearnkit import distributed
+from unlearnkit.access import PopulationView
 from unlearnkit.bench import BenchSettings, MethodSpec, apply_recipe, checkpoint_meta, plan, retrain
 from unlearnkit.cache import ModelCache
 from unlearnkit.config import unstructure_config
 from unlearnkit.errors import DivergenceError, UsageError
 from unlearnkit.evaluation import accuracy, predict_logits
 from unlearnkit.plugins import registry
-from unlearnkit.populations import (SEEDS, MAX_MODELS, PopulationView, RepeatedPopulation, ShadowPopulation,
-                                    positions_in_train, shadow_halves, shadow_task)
+from unlearnkit.populations import (SEEDS, MAX_MODELS, RepeatedPopulation, ShadowPopulation, positions_in_train, shadow_halves,
+                                    shadow_task)
 from unlearnkit.progress import progress_bar
 from unlearnkit.registry import build_model, get_audit, make_config
 from unlearnkit.tasks import UnlearningTask, make_task

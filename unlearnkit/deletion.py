@@ -18,11 +18,12 @@ from typing import Any, Optional
 from torch import nn
 
 from unlearnkit import provenance
+from unlearnkit.access import TaskView
 from unlearnkit.checkpoint import atomic_write_text, state_digest
 from unlearnkit.errors import UsageError
 from unlearnkit.evaluation import accuracy, evaluate, predict_logits
 from unlearnkit.plugins import registry
-from unlearnkit.tasks import TaskView, UnlearningTask, ids_digest
+from unlearnkit.tasks import UnlearningTask, ids_digest
 
 REPORT_FILES = ("report.json", "report.md")
 FORMAT = "unlearnkit-deletion-report"

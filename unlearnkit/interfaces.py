@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import attrs
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from unlearnkit.populations import PopulationView
-    from unlearnkit.tasks import TaskView
+from unlearnkit.access import AUDIT_POPULATIONS, TASK_PARTS, PopulationView, TaskView
+from unlearnkit.training import resolve_device
 
-#: The parts of a task a method may declare in `Unlearner.reads`.
-TASK_PARTS = ("forget", "retain", "retain_full", "train", "val")
-#: The model populations an audit may declare in `Audit.reads` (see `unlearnkit.populations`).
-AUDIT_POPULATIONS = ("repeated", "shadow")
+__all__ = ["AUDIT_POPULATIONS", "TASK_PARTS", "Audit", "AuditResult", "GradientCombiner", "MembershipAttack", "Sampler", "Unlearner"]
 
 
 class Unlearner(ABC):
@@ -66,9 +62,6 @@ class Unlearner(ABC):
         progress: bool = False,
     ) -> nn.Module:
         """Return a new model that has forgotten `task.forget`; `model` is left untouched."""
-        from unlearnkit.tasks import TaskView
-        from unlearnkit.training import resolve_device
-
         device = resolve_device(device, model)
         if not isinstance(task, TaskView):
             task = task.view(self.reads, who=type(self).__name__)
@@ -204,5 +197,5 @@ class Audit(ABC):
         self.config = config
 
     @abstractmethod
-    def run(self, populations: "PopulationView") -> AuditResult:
+    def run(self, populations: PopulationView) -> AuditResult:
         """Audit the method whose outputs `populations` holds."""

@@ -12,20 +12,24 @@ the task's forget set D_f (E examples):
   (`shadow_halves`), so each example of D_f is forgotten by exactly N / 2 models and never
   seen by the other N / 2. `ShadowPopulation`.
 
-`PopulationView` hands an audit only the populations it declares in `Audit.reads`.
+`PopulationView` (from `unlearnkit.access`) hands an audit only the populations it declares in
+`Audit.reads`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
-from unlearnkit.errors import DataAccessError, UsageError
-from unlearnkit.interfaces import AUDIT_POPULATIONS
+from unlearnkit.access import PopulationView
+from unlearnkit.errors import UsageError
 from unlearnkit.tasks import UnlearningTask
+
+__all__ = ["MAX_MODELS", "SEEDS", "PopulationView", "RepeatedPopulation", "ShadowPopulation", "positions_in_train",
+           "shadow_halves", "shadow_task"]
 
 #: Seed offsets of the populations' model streams (added to the task seed).
 SEEDS = {"retrain": 1, "unlearn": 100_000, "shadow": 200_000, "shadow-unlearn": 300_000}
@@ -74,31 +78,6 @@ class ShadowPopulation:
 def _check_logits(logits: np.ndarray, labels: np.ndarray, name: str) -> None:
     if logits.ndim != 3 or labels.shape != (logits.shape[1],):
         raise ValueError(f"{name} must be [models, examples, classes] with labels [examples]; got {logits.shape} and {labels.shape}")
-
-
-class PopulationView:
-    """The populations an audit declared in `reads`; reading another raises `DataAccessError`."""
-
-    def __init__(self, populations: dict[str, Any], reads: Iterable[str], who: str):
-        reads = frozenset(reads)
-        unknown = reads - set(AUDIT_POPULATIONS)
-        if unknown:
-            raise UsageError(f"{who} declares unknown populations {sorted(unknown)}; expected a subset of {AUDIT_POPULATIONS}")
-        object.__setattr__(self, "_populations", dict(populations))
-        object.__setattr__(self, "reads", reads)
-        object.__setattr__(self, "who", who)
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in AUDIT_POPULATIONS:
-            raise AttributeError(f"population view has no attribute {name!r}")
-        if name not in self.reads:
-            raise DataAccessError(f"{self.who} read the {name!r} population but declares reads={sorted(self.reads)}")
-        if name not in self._populations:
-            raise AttributeError(f"the {name!r} population was not built")
-        return self._populations[name]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a population view is read-only")
 
 
 def positions_in_train(task: UnlearningTask, part: str) -> np.ndarray:

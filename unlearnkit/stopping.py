@@ -44,7 +44,7 @@ from unlearnkit.evaluation import predict_logits
 
 if TYPE_CHECKING:
     from unlearnkit.interfaces import Unlearner
-    from unlearnkit.tasks import TaskView
+    from unlearnkit.access import TaskView
 
 STOP_RULES = ("fixed", "calibrated", "rewind")
 MAX_EVAL = 2048  # samples of D_f and of D_val looked at per check (seeded subsets beyond that)

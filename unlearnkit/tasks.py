@@ -11,10 +11,10 @@ from typing import Any, Iterable, Optional
 import attrs
 import torch
 
+from unlearnkit.access import TaskView
 from unlearnkit.config import structure_config, unstructure_config
 from unlearnkit.data import ArrayDataset, DatasetBundle, check_finite, default_data_dir
-from unlearnkit.errors import DataAccessError, UsageError
-from unlearnkit.interfaces import TASK_PARTS
+from unlearnkit.errors import UsageError
 from unlearnkit.registry import from_name_field, resolve
 
 FORGET_KINDS = ("random", "class", "indices", "ids")
@@ -173,7 +173,7 @@ class UnlearningTask:
         positions = data.indices.tolist()
         return [self.source_ids[i] for i in positions] if self.source_ids is not None else [str(i) for i in positions]
 
-    def view(self, reads: Iterable[str], who: str = "method") -> "TaskView":
+    def view(self, reads: Iterable[str], who: str = "method") -> TaskView:
         """A read-only view that exposes only the parts in `reads`."""
         return TaskView(self, frozenset(reads), who)
 
@@ -206,39 +206,6 @@ class UnlearningTask:
         if self.val_from != "train":
             record["val_from"] = self.val_from
         return record
-
-
-_METADATA = frozenset({"dataset", "dataset_config", "seed", "forget_spec", "retain_access", "num_classes", "input_shape", "recipe",
-                       "augment", "describe", "data_record", "class_names", "fingerprint", "val_from"})
-
-
-class TaskView:
-    """The task as a method sees it: declared parts and metadata only. `accessed` records reads."""
-
-    def __init__(self, task: UnlearningTask, reads: frozenset[str], who: str):
-        unknown = set(reads) - set(TASK_PARTS)
-        if unknown:
-            raise UsageError(f"{who} declares unknown task parts {sorted(unknown)}; expected a subset of {TASK_PARTS}")
-        object.__setattr__(self, "_task", task)
-        object.__setattr__(self, "reads", reads)
-        object.__setattr__(self, "who", who)
-        object.__setattr__(self, "accessed", set())
-
-    def __getattr__(self, name: str) -> Any:
-        if name in TASK_PARTS or name == "test":
-            if name not in self.reads:
-                raise DataAccessError(
-                    f"{self.who} read task.{name} but declares reads={sorted(self.reads)}; "
-                    f"add {name!r} to its `reads` if it really needs it"
-                )
-            self.accessed.add(name)
-            return getattr(self._task, name)
-        if name in _METADATA:
-            return getattr(self._task, name)
-        raise AttributeError(f"task view has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a task view is read-only")
 
 
 @functools.lru_cache(maxsize=8)

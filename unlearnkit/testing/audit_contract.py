@@ -19,9 +19,9 @@ import attrs
 import numpy as np
 
 import unlearnkit as uk
+from unlearnkit.access import AUDIT_POPULATIONS, PopulationView
 from unlearnkit.errors import DataAccessError
-from unlearnkit.interfaces import AUDIT_POPULATIONS
-from unlearnkit.populations import PopulationView, RepeatedPopulation, ShadowPopulation
+from unlearnkit.populations import RepeatedPopulation, ShadowPopulation
 
 __all__ = ["CHECKS", "synthetic_populations"]
 

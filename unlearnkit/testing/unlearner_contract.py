@@ -20,8 +20,9 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from unlearnkit.access import TASK_PARTS
 from unlearnkit.errors import DataAccessError
-from unlearnkit.interfaces import TASK_PARTS, Unlearner
+from unlearnkit.interfaces import Unlearner
 from unlearnkit.registry import get_unlearner
 from unlearnkit.tasks import UnlearningTask
 from unlearnkit.testing import trained_tiny_model
