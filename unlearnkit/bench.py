@@ -1,8 +1,8 @@
 """`unlearnkit bench`: train the original and Retrain models, run methods, tabulate gaps.
 
 Original and Retrain models are cached in `OUT/cache` (`unlearnkit.cache.ModelCache`) by a
-hash of what determines them; each finished row is written to `OUT/results.json` (atomically)
-as it completes, so an interrupted bench resumes where it stopped.
+hash of what determines them; each finished row is written to `OUT/results.json` (atomically,
+`unlearnkit.results`) as it completes, so an interrupted bench resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import attrs
 import torch
 
-from unlearnkit import distributed, grid, provenance, report, sequential
+from unlearnkit import distributed, grid, provenance, sequential
 from unlearnkit.cache import ModelCache
 from unlearnkit.checkpoint import atomic_write_text
 from unlearnkit.config import config_hash, structure_config, unstructure_config
@@ -27,6 +27,7 @@ from unlearnkit.progress import progress_bar
 from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import build_model, get_unlearner, make_config
 from unlearnkit.registry import resolve as resolve_component
+from unlearnkit.results import SET_ASIDE, ResultsFolder, identity, row_identity
 from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
 from unlearnkit.training import train_model
 
@@ -52,7 +53,6 @@ ACCESS_LEVELS = (0.1, 0.3)
 RESERVED = ("name", "label", "retain_access")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
 TABLES = ("main", "access", "ablation", "grid", "sequential")
-SET_ASIDE = "rows-set-aside.json"  # finished rows of earlier runs in the folder that the latest run did not ask for
 
 
 @attrs.frozen
@@ -97,14 +97,8 @@ class Job:
 
 
 def job_identity(job: Job) -> str:
-    """What a result row of `job` must match to be reused: its place in the tables and the method's settings."""
-    return config_hash([*job.key(), job.spec.name, job.spec.config])
-
-
-def row_identity(row: dict[str, Any]) -> str:
-    """`job_identity` of the job that produced `row`."""
-    request = [row["request"]] if row.get("request") else []
-    return config_hash([row["table"], row["method"], row["forget"], row["retain_access"], row["seed"], *request, row["name"], row["config"]])
+    """What a result row of `job` must match to be reused (`unlearnkit.results.identity`)."""
+    return identity(job.key(), job.spec.name, job.spec.config)
 
 
 def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]:
@@ -270,105 +264,44 @@ def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> 
 class Bench:
     """Runs a plan, caching trained models and writing rows to results.json as they finish.
 
-    `results.json` holds exactly the rows of this configuration: rows an earlier run in `out`
-    finished for it are reused, rows it does not ask for are moved to `SET_ASIDE` (and taken
-    back by a later run that asks for them). `progress`: bars on a terminal, lines in a log.
+    `results` (`unlearnkit.results.ResultsFolder`) holds exactly the rows of this configuration:
+    rows an earlier run in `out` finished for it are reused, rows it does not ask for are moved
+    to `SET_ASIDE` (and taken back by a later run that asks for them). `progress`: bars on a
+    terminal, lines in a log.
     """
 
     def __init__(self, settings: BenchSettings, out: Path, *, device: str = "cpu", progress: bool = False, rank0: bool = True):
         self.settings, self.out, self.device, self.progress, self.rank0 = settings, Path(out), device, progress, rank0
         self.recipe_overrides = settings.train
         self.jobs = plan(settings)
-        self.rows: list[dict[str, Any]] = []
-        self.manifest = self._manifest()
+        self.results = ResultsFolder(self.out, self._manifest(), {job_identity(j): _split_key(j.forget, j.seed) for j in self.jobs},
+                                     rank0=rank0)
         self.cache = ModelCache(self.out / "cache", writable=rank0)
         self._gold: dict[tuple, tuple] = {}
         self.chains: dict[tuple, Any] = {}  # the sequential table's models between requests
 
-    # -- results.json ----------------------------------------------------------------------
+    # -- results.json (`self.results`) -----------------------------------------------------
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.results.rows
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.results.manifest
+
     @property
     def results_path(self) -> Path:
-        return self.out / "results.json"
+        return self.results.path
 
     def load_previous(self) -> tuple[int, int]:
-        """Reuse the finished rows of earlier runs of the same setting that this configuration asks
-        for, and set the others aside; refuse a different setting. Returns (reused, set aside).
-        Under torchrun rank 0 reads and moves the rows, and the other ranks receive what it kept."""
-        aside = self._take_previous() if self.rank0 else []
-        self.rows, self.manifest["split_hashes"], self.manifest["train_seconds"], n_aside = distributed.broadcast_object(
-            (self.rows, self.manifest["split_hashes"], self.manifest["train_seconds"], len(aside)))
-        return len(self.rows), n_aside
-
-    def _take_previous(self) -> list[dict[str, Any]]:
-        results = self._read_previous(self.results_path) or {"manifest": {}, "rows": []}
-        set_aside = self._read_previous(self.out / SET_ASIDE) or {"manifest": {}, "rows": []}
-        found: dict[str, dict[str, Any]] = {}
-        for row in results["rows"] + set_aside["rows"]:  # results.json wins
-            found.setdefault(row_identity(row), row)
-        wanted = {job_identity(j) for j in self.jobs}
-        self.rows = self._ordered([row for key, row in found.items() if key in wanted])
-        aside = [row for key, row in found.items() if key not in wanted]
-        # split hashes and training times of every forget set and seed finished before
-        known = {key: {**set_aside["manifest"].get(key, {}), **results["manifest"].get(key, {})} for key in ("split_hashes", "train_seconds")}
-        combos = {f"{j.forget}/seed{j.seed}" for j in self.jobs}
-        for key, values in known.items():
-            self.manifest[key].update({k: v for k, v in values.items() if k in combos})
-        if found:  # at each step every row is in results.json or the set-aside file
-            newly = [row for row in aside if row not in set_aside["rows"]]
-            if newly:
-                self._write_set_aside(set_aside["rows"] + newly, known)
-            self.save()
-            self._write_set_aside(aside, known)
-        return aside
-
-    def _read_previous(self, path: Path) -> Optional[dict[str, Any]]:
-        if not path.exists():
-            return None
-        try:
-            previous = json.loads(path.read_text())
-            rows, setting = previous["rows"], previous["manifest"]["setting_hash"]
-            for row in rows:
-                row_identity(row)  # has the fields a row has
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UsageError(f"{path} exists but is not an unlearnkit results file; choose another --out") from None
-        if setting != self.manifest["setting_hash"]:
-            raise UsageError(
-                f"{path} holds results of a different setting (dataset, model, recipe or attack); "
-                "choose another --out to keep both"
-            )
-        return previous
-
-    def _write_set_aside(self, rows: list[dict[str, Any]], known: dict[str, dict]) -> None:
-        path = self.out / SET_ASIDE
-        if rows:
-            note = "finished rows of earlier runs in this folder that the latest run did not ask for; a run asking for them reuses them"
-            manifest = {"setting_hash": self.manifest["setting_hash"], "note": note, **known}
-            atomic_write_text(path, json.dumps({"manifest": manifest, "rows": rows}, indent=1))
-        else:
-            path.unlink(missing_ok=True)
-
-    def _ordered(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        order = {job_identity(j): i for i, j in enumerate(self.jobs)}
-        return sorted(rows, key=lambda r: order[row_identity(r)])
-
-    def _results(self) -> dict[str, Any]:
-        return {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
-                "comparisons": report.compare(self.rows)}
+        """`ResultsFolder.load_previous`: (rows reused, rows set aside)."""
+        return self.results.load_previous()
 
     def save(self) -> None:
-        if not self.rank0:
-            return
-        results = self._results()
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.results_path, json.dumps(results, indent=1))
-        atomic_write_text(self.out / "results.md", report.markdown(results))
+        self.results.save()
 
     def finish(self) -> dict[str, Any]:
-        results = self._results()
-        if self.rank0:
-            self.save()
-            report.plot(results, self.out / "results.png")
-        return results
+        return self.results.finish()
 
     # -- the work --------------------------------------------------------------------------
     def run(self, progress_cb: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
@@ -379,8 +312,7 @@ class Bench:
         bar = progress_bar(desc="bench", total=len(self.jobs), initial=len(self.jobs) - len(todo), each=True, enabled=self.progress)
         for job in todo:
             row = self.run_job(job)
-            self.rows = self._ordered(self.rows + [row])
-            self.save()
+            self.results.add(row)
             bar.set_postfix_str(f"{job.spec.label} ({job.table}, {job.forget}, γ {job.retain_access:g}, seed {job.seed}): {_brief(row)}")
             bar.update(1)
             if progress_cb:
@@ -425,8 +357,8 @@ class Bench:
             original, original_seconds = self.original(task, seed)
             gold, gold_seconds = self.gold(task, seed)
             gold_metrics = evaluate(gold, task, self.settings.attack, seed=seed, device=self.device)
-            self.manifest["split_hashes"][f"{forget}/seed{seed}"] = task.split_hashes()
-            self.manifest["train_seconds"][f"{forget}/seed{seed}"] = {"original": original_seconds, "retrain": gold_seconds}
+            self.manifest["split_hashes"][_split_key(forget, seed)] = task.split_hashes()
+            self.manifest["train_seconds"][_split_key(forget, seed)] = {"original": original_seconds, "retrain": gold_seconds}
             self._gold[key] = (original, gold, gold_seconds, gold_metrics)
         return self._gold[key]
 
@@ -475,6 +407,11 @@ class Bench:
             "effective_batch_size": task_recipe["batch_size"], "world_size": distributed.world_size(), "git": provenance.source(packages),
             "split_hashes": {}, "train_seconds": {},
         }
+
+
+def _split_key(forget: str, seed: int) -> str:
+    """A task's key in the manifest's `split_hashes` and `train_seconds`."""
+    return f"{forget}/seed{seed}"
 
 
 def _brief(row: dict[str, Any]) -> str:

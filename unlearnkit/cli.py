@@ -23,6 +23,7 @@ import torch
 from unlearnkit import __version__, audit_cli
 from unlearnkit import bench as bench_mod
 from unlearnkit import deletion, distributed, forget_sets, weights
+from unlearnkit import report as bench_report
 from unlearnkit.checkpoint import load_model, save_checkpoint
 from unlearnkit.errors import CheckpointError, UnlearnkitError, UsageError
 from unlearnkit.evaluation import evaluate
@@ -493,7 +494,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             done[name] = runner.run()
     if len(regimes) == 1:
-        print(bench_mod.report.markdown(done[regimes[0][0]]), end="")
+        print(bench_report.markdown(done[regimes[0][0]]), end="")
         print(f"results: {runner.results_path}, {out / 'results.md'}")
     else:
         summary = bench_mod.write_grid_report(out, done) if rank0 else ""
