@@ -1,6 +1,7 @@
 """`unlearnkit audit`: per-example privacy audits of unlearning methods (its parser and command).
 
-Registered by `unlearnkit.cli`; kept apart from it so that the audit's options live in one place.
+Added to the grammar by `unlearnkit.cli_parser` and run by `unlearnkit.cli`; kept apart from them so
+that the audit's options live in one place.
 """
 
 from __future__ import annotations
