@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import unlearnkit as uk
 from unlearnkit import bench, report
@@ -237,6 +238,19 @@ def test_the_manifest_traces_a_result_without_a_git_checkout(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     fake = provenance.source(["unlearnkit-fake"])["distributions"]["unlearnkit-fake"]
     assert fake == {"version": "1.0", "installed_from": "git+https://example.org/unlearnkit.git", "commit": "0123abcd"}
+
+
+def test_the_manifest_records_processes_and_threads(tmp_path):
+    """A row can depend on the intra-op thread count (docs/scaling.md): the manifest says which."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = bench.Bench(_settings([RESET]), tmp_path).manifest
+        torch.set_num_threads(2)
+        two = bench.Bench(_settings([RESET]), tmp_path).manifest
+    finally:
+        torch.set_num_threads(before)
+    assert (one["threads"], two["threads"], one["world_size"]) == (1, 2, 1)
 
 
 def test_the_manifest_records_the_checkout_revision():

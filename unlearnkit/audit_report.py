@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
-import torch
 
-from unlearnkit import distributed, provenance
+from unlearnkit import provenance
 from unlearnkit.auditing import AuditRun
 from unlearnkit.checkpoint import atomic_write_bytes, atomic_write_text
 from unlearnkit.config import config_hash, unstructure_config
@@ -51,9 +49,7 @@ def manifest(run: AuditRun, wall_s: float) -> dict[str, Any]:
                    "models": n, "audits": list(run.settings.audits)},
         "populations": {p: design[p] for p in run.settings.populations},
         "recipe": unstructure_config(run.task.recipe), "forget_examples": len(run.task.forget),
-        "split_hashes": run.task.split_hashes(), "versions": provenance.versions(packages), "torch": torch.__version__,
-        "python": platform.python_version(), "device": str(run.device), "world_size": distributed.world_size(),
-        "git": provenance.source(packages), "wall_s": wall_s,
+        "split_hashes": run.task.split_hashes(), **provenance.environment(packages, run.device), "wall_s": wall_s,
     }
 
 

@@ -8,7 +8,6 @@ hash of what determines them; each finished row is written to `OUT/results.json`
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -16,7 +15,7 @@ from typing import Any, Callable, Optional
 import attrs
 import torch
 
-from unlearnkit import distributed, grid, provenance, sequential
+from unlearnkit import grid, provenance, sequential
 from unlearnkit.cache import ModelCache
 from unlearnkit.checkpoint import atomic_write_text
 from unlearnkit.config import config_hash, structure_config, unstructure_config
@@ -27,7 +26,7 @@ from unlearnkit.progress import progress_bar
 from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import build_model, get_unlearner, make_config
 from unlearnkit.registry import resolve as resolve_component
-from unlearnkit.results import SET_ASIDE, ResultsFolder, identity, row_identity
+from unlearnkit.results import SET_ASIDE, ResultsFolder, identity, row_identity  # noqa: F401  (SET_ASIDE: bench's name for it)
 from unlearnkit.tasks import UnlearningTask, make_task, parse_forget
 from unlearnkit.training import train_model
 
@@ -402,10 +401,8 @@ class Bench:
         return {
             "setting_hash": config_hash(setting), "config": {**setting, "forget": list(s.forget), "tables": list(s.tables),
             "methods": [attrs.asdict(m) for m in s.methods], "retain_access": s.retain_access}, "recipe": task_recipe,
-            "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "versions": provenance.versions(packages),
-            "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device),
-            "effective_batch_size": task_recipe["batch_size"], "world_size": distributed.world_size(), "git": provenance.source(packages),
-            "split_hashes": {}, "train_seconds": {},
+            "dataset": s.dataset, "model": s.model, "attack": s.attack, "seeds": list(s.seeds), "effective_batch_size": task_recipe["batch_size"],
+            **provenance.environment(packages, self.device), "split_hashes": {}, "train_seconds": {},
         }
 
 

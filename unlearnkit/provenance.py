@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Optional
+
+import torch
+
+from unlearnkit import distributed
 
 STACK = ("torch", "torchvision", "numpy", "scikit-learn", "scipy")
 
@@ -20,6 +25,14 @@ def versions(names: Iterable[str]) -> dict[str, str]:
         except md.PackageNotFoundError:
             out[name] = "unknown"
     return out
+
+
+def environment(names: Iterable[str], device: Any) -> dict[str, Any]:
+    """A manifest's record of where a result was computed: `versions` of `names` and torch's
+    stack, torch and Python versions, `device`, `world_size` (processes), `threads` (intra-op
+    threads per process: results can depend on it) and `git` (`source(names)`)."""
+    return {"versions": versions(names), "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "world_size": distributed.world_size(), "threads": torch.get_num_threads(), "git": source(names)}
 
 
 def source(names: Iterable[str]) -> dict[str, Any]:
