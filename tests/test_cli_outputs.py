@@ -164,6 +164,32 @@ def test_a_bench_with_fewer_methods_in_the_same_out_writes_only_its_rows(ws, cap
     assert "2 earlier rows this run does not ask for were set aside" in err
 
 
+def test_rows_of_seeds_run_in_other_folders_join_with_rows_from(ws, capsys):
+    """Seeds run as separate processes into folders of their own come together in one folder."""
+    first, second = ws / "seed0", ws / "seed1"
+    assert run(BENCH + ["--seeds", "0", "--out", first], capsys)[0] == 0
+    assert run(BENCH + ["--seeds", "1", "--out", second], capsys)[0] == 0
+    theirs = (second / "results.json").read_text()
+    code, _, err = run(BENCH + ["--seeds", "0,1", "--out", first, "--rows-from", second], capsys)
+    assert code == 0, err
+    results = json.loads((first / "results.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in results["rows"]) == sorted(
+        (m, s) for m in ("original", "retrain", METHOD) for s in (0, 1))
+    assert all(row in results["rows"] for row in json.loads(theirs)["rows"])  # taken as they were, not run again
+    assert len(list((first / "cache").glob("*.pt"))) == 2  # no model trained for seed 1 here
+    assert {k.split("/")[-1] for k in results["manifest"]["split_hashes"]} == {"seed0", "seed1"}
+    assert (second / "results.json").read_text() == theirs  # the other folder is only read
+
+
+def test_rows_from_a_folder_of_another_setting_or_none_is_refused(ws, capsys):
+    other = ws / "other"
+    assert run(BENCH + ["--out", other], capsys)[0] == 0
+    code, _, err = run(BENCH[:-3] + ["--epochs", "2", "--quiet", "--out", ws / "bench", "--rows-from", other], capsys)
+    assert_usage_error(code, err, str(other / "results.json"), "different setting")
+    code, _, err = run(BENCH + ["--out", ws / "bench", "--rows-from", ws / "missing"], capsys)
+    assert_usage_error(code, err, "missing", "not a folder")
+
+
 # -- bug 6: a bench run owns its output folder --------------------------------------------------
 
 

@@ -68,3 +68,22 @@ def test_robust_bench_runs_each_regime_in_its_folder_and_writes_the_grid_report(
     assert {c["regime"] for c in report["cells"]} == {"small", "large"}
     assert f"{ga_other} γ1" in {m["entry"] for m in report["methods"]}
     assert "## Methods across cells" in (tmp_path / "robust.md").read_text()
+
+
+def test_a_regime_run_on_its_own_joins_the_grid_with_rows_from(tmp_path, monkeypatch):
+    """A seed of one regime run as a separate one-regime process is taken into that regime's folder."""
+    tiny = {"dataset": "synthetic", "dataset_config": {"num_samples": 400}, "model": "mlp",
+            "regimes": {"small": {"num_samples": 400}, "large": {"num_samples": 800}},
+            "forget": ["random:0.1"], "seeds": [5], "tables": ["grid"], "attack": "none", "train": {"epochs": 1}}
+    monkeypatch.setitem(bench.PRESETS, "tiny-grid", tiny)
+    common = ["bench", "--preset", "tiny-grid", "--methods", "example-head-reset", "--quiet"]
+    grid_out, alone = tmp_path / "grid", tmp_path / "large-seed6"
+    assert cli.main(common + ["--out", str(grid_out)]) == 0
+    assert cli.main(common + ["--num-samples", "800", "--seeds", "6", "--out", str(alone)]) == 0
+    theirs = json.loads((alone / "results.json").read_text())["rows"]
+    assert cli.main(common + ["--seeds", "5,6", "--out", str(grid_out), "--rows-from", str(alone)]) == 0
+    large = json.loads((grid_out / "large" / "results.json").read_text())["rows"]
+    assert [r for r in large if r["seed"] == 6] == theirs  # taken, not run again
+    small = json.loads((grid_out / "small" / "results.json").read_text())["rows"]
+    assert {r["seed"] for r in small} == {5, 6}  # the other regime ran its new seed itself
+    assert {c["regime"] for c in json.loads((grid_out / "robust.json").read_text())["cells"]} == {"small", "large"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import attrs
 import torch
@@ -292,9 +292,9 @@ class Bench:
     def results_path(self) -> Path:
         return self.results.path
 
-    def load_previous(self) -> tuple[int, int]:
+    def load_previous(self, sources: Sequence[Path] = ()) -> tuple[int, int]:
         """`ResultsFolder.load_previous`: (rows reused, rows set aside)."""
-        return self.results.load_previous()
+        return self.results.load_previous(sources)
 
     def save(self) -> None:
         self.results.save()

@@ -23,6 +23,7 @@ from unlearnkit import audit_cli
 from unlearnkit import bench as bench_mod
 from unlearnkit import deletion, distributed, forget_sets, weights
 from unlearnkit import report as bench_report
+from unlearnkit import results as results_mod
 from unlearnkit.checkpoint import load_model, save_checkpoint
 from unlearnkit.cli_parser import DOCS, build_parser
 from unlearnkit.errors import CheckpointError, UnlearnkitError, UsageError
@@ -306,15 +307,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = _device(args.device)
     rank0 = distributed.is_main()
     with owned_dir(out, wait=args.wait, waiting=lambda line: print(line, file=sys.stderr, flush=True)) if rank0 else contextlib.nullcontext():
+        runners = {name: bench_mod.Bench(bench_mod.resolve(regime_options), out / name if name else out, device=device,
+                                         progress=not args.quiet, rank0=rank0) for name, regime_options in regimes}
+        matched: set[str] = set()
+        sources = {name: _row_sources(args.rows_from, name, runner.results.manifest["setting_hash"], matched)
+                   for name, runner in runners.items()}
+        for folder in args.rows_from:
+            if folder not in matched:
+                raise UsageError(f"--rows-from {folder} holds no results of this run's setting (in it or in a regime's sub-folder)")
         done = {}
-        for name, regime_options in regimes:
-            where = out / name if name else out
-            runner = bench_mod.Bench(bench_mod.resolve(regime_options), where, device=device, progress=not args.quiet, rank0=rank0)
-            reused, set_aside = runner.load_previous()
+        for name, runner in runners.items():
+            reused, set_aside = runner.load_previous(sources[name])
             if reused and rank0 and not args.quiet:
-                print(f"resuming: {reused} finished rows reused from {runner.results_path}", file=sys.stderr)
+                print(f"resuming: {reused} finished rows reused from {', '.join(map(str, [runner.results_path, *sources[name]]))}",
+                      file=sys.stderr)
             if set_aside and rank0:
-                print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {where / bench_mod.SET_ASIDE}",
+                print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {runner.out / bench_mod.SET_ASIDE}",
                       file=sys.stderr)
             done[name] = runner.run()
     if len(regimes) == 1:
@@ -325,6 +333,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(summary, end="")
         print(f"results: {out / 'robust.md'}, {out / 'robust.json'} and each regime's folder")
     return 0
+
+
+def _row_sources(folders: list[str], regime: str, setting: str, matched: set[str]) -> list[Path]:
+    """The `--rows-from` folders holding rows for `regime` (its sub-folder, or the folder itself
+    when it is a one-regime run of the same setting); records in `matched` which matched. Without
+    regimes every folder is a source, and one of another setting is refused when read."""
+    if not regime:
+        matched.update(folders)
+        return [Path(f) for f in folders]
+    sources = []
+    for folder in folders:
+        found = next((c for c in (Path(folder) / regime, Path(folder)) if results_mod.recorded_setting(c) == setting), None)
+        if found is not None:
+            sources.append(found)
+            matched.add(folder)
+    return sources
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

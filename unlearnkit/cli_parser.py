@@ -82,6 +82,13 @@ def _folder(text: str) -> str:
     return text
 
 
+def _existing_folder(text: str) -> str:
+    """A folder that exists (another run's output)."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder; expected the --out folder of an earlier bench run")
+    return text
+
+
 def _option(text: str) -> tuple[str, Any]:
     """`KEY=VALUE`, the value read as TOML (`size=8`, `mean=[0.5, 0.5, 0.5]`), else as a plain string."""
     import tomllib
@@ -190,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the recipe's epochs")
     p.add_argument("--out", default="bench-out", metavar="DIR", help="folder for results and the model cache")
     p.add_argument("--wait", action="store_true", help="if another run is using --out, wait for it to finish instead of refusing")
+    p.add_argument("--rows-from", action="append", type=_existing_folder, default=[], metavar="DIR",
+                   help="also take the finished rows of another --out of the same setting, e.g. seeds run in parallel "
+                        "processes; read only (repeatable)")
     _dataset_options(p)
     _common(p)
 

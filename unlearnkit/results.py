@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from unlearnkit import distributed, report
 from unlearnkit.checkpoint import atomic_write_text
@@ -26,6 +26,14 @@ def row_identity(row: dict[str, Any]) -> str:
     request = (row["request"],) if row.get("request") else ()
     return identity((row["table"], row["method"], row["forget"], row["retain_access"], row["seed"], *request),
                     row["name"], row["config"])
+
+
+def recorded_setting(folder: Path) -> Optional[str]:
+    """The setting hash in `folder`'s results.json (None when there is no readable one)."""
+    try:
+        return json.loads((Path(folder) / "results.json").read_text())["manifest"]["setting_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class ResultsFolder:
@@ -49,25 +57,30 @@ class ResultsFolder:
         """`results.json`."""
         return self.out / "results.json"
 
-    def load_previous(self) -> tuple[int, int]:
+    def load_previous(self, sources: Sequence[Path] = ()) -> tuple[int, int]:
         """Reuse the finished rows of earlier runs of the same setting that this run asks for, and
         set the others aside; refuse a different setting. Returns (reused, set aside).
+
+        `sources`: other folders of the same setting (e.g. seeds run in parallel processes) whose
+        `results.json` rows are taken too, after this folder's own; they are only read.
         Under torchrun rank 0 reads and moves the rows, and the other ranks receive what it kept."""
-        aside = self._take_previous() if self.rank0 else []
+        aside = self._take_previous(sources) if self.rank0 else []
         self.rows, self.manifest["split_hashes"], self.manifest["train_seconds"], n_aside = distributed.broadcast_object(
             (self.rows, self.manifest["split_hashes"], self.manifest["train_seconds"], len(aside)))
         return len(self.rows), n_aside
 
-    def _take_previous(self) -> list[dict[str, Any]]:
+    def _take_previous(self, sources: Sequence[Path]) -> list[dict[str, Any]]:
         results = self._read_previous(self.path) or {"manifest": {}, "rows": []}
         set_aside = self._read_previous(self.out / SET_ASIDE) or {"manifest": {}, "rows": []}
+        others = [self._read_previous(Path(source) / self.path.name, required=True) for source in sources]
         found: dict[str, dict[str, Any]] = {}
-        for row in results["rows"] + set_aside["rows"]:  # results.json wins
+        for row in [r for res in (results, set_aside, *others) for r in res["rows"]]:  # results.json wins
             found.setdefault(row_identity(row), row)
         self.rows = self._ordered([row for key, row in found.items() if key in self._order])
         aside = [row for key, row in found.items() if key not in self._order]
         # split hashes and training times of every forget set and seed finished before
-        known = {key: {**set_aside["manifest"].get(key, {}), **results["manifest"].get(key, {})} for key in ("split_hashes", "train_seconds")}
+        known = {key: {k: v for res in (*reversed(others), set_aside, results) for k, v in res["manifest"].get(key, {}).items()}
+                 for key in ("split_hashes", "train_seconds")}
         for key, values in known.items():
             self.manifest[key].update({k: v for k, v in values.items() if k in self._splits})
         if found:  # at each step every row is in results.json or the set-aside file
@@ -78,8 +91,10 @@ class ResultsFolder:
             self._write_set_aside(aside, known)
         return aside
 
-    def _read_previous(self, path: Path) -> Optional[dict[str, Any]]:
+    def _read_previous(self, path: Path, required: bool = False) -> Optional[dict[str, Any]]:
         if not path.exists():
+            if required:
+                raise UsageError(f"{path} does not exist; expected the results.json of a bench run of the same setting")
             return None
         try:
             previous = json.loads(path.read_text())
