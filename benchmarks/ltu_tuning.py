@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 import unlearnkit as uk
-from unlearnkit.bench import Bench, Job, MethodSpec, resolve
+from unlearnkit.bench import Bench
+from unlearnkit.plan import Job, MethodSpec, resolve
 
 
 def combinations(grid: dict[str, list]) -> list[dict]:

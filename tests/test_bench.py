@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit import bench, report
+from unlearnkit import bench, plan, report
 from unlearnkit.errors import ConfigError, UsageError
 
 
@@ -49,12 +49,12 @@ def test_markdown_shows_value_std_and_gap():
 
 
 def test_plans_follow_the_paper_tables(monkeypatch):
-    methods = tuple(bench.MethodSpec(n, n) for n in ("original", "retrain", "ft", "salun", "ltu"))
-    monkeypatch.setattr(bench, "_paper_gamma", lambda name: 0.3 if name == "ltu" else 1.0)
-    settings = bench.BenchSettings(dataset="mnist1d", dataset_config={}, model="cnn1d", model_config={}, train={},
-                                   methods=methods, forget=("random:0.1", "random:0.5"), retain_access=None,
-                                   seeds=(0, 1, 2), tables=("main", "access", "ablation"), attack=None)
-    jobs = bench.plan(settings)
+    methods = tuple(plan.MethodSpec(n, n) for n in ("original", "retrain", "ft", "salun", "ltu"))
+    monkeypatch.setattr(plan, "_paper_gamma", lambda name: 0.3 if name == "ltu" else 1.0)
+    settings = plan.BenchSettings(dataset="mnist1d", dataset_config={}, model="cnn1d", model_config={}, train={},
+                                  methods=methods, forget=("random:0.1", "random:0.5"), retain_access=None,
+                                  seeds=(0, 1, 2), tables=("main", "access", "ablation"), attack=None)
+    jobs = plan.plan(settings)
     main = [j for j in jobs if j.table == "main"]
     assert len(main) == 5 * 2 * 3
     assert {(j.spec.name, j.retain_access) for j in main} >= {("ltu", 0.3), ("salun", 1.0), ("retrain", 1.0)}
@@ -62,7 +62,7 @@ def test_plans_follow_the_paper_tables(monkeypatch):
     assert {(j.spec.name, j.retain_access) for j in access} == {(n, g) for n in ("ft", "salun", "ltu") for g in (0.1, 0.3)}
     assert {j.forget for j in access} == {"random:0.1"}
     ablation = [j for j in jobs if j.table == "ablation"]
-    ltu_ablations = bench._unlearner_class("ltu").ablations
+    ltu_ablations = plan._unlearner_class("ltu").ablations
     assert {j.spec.label for j in ablation} == {f"ltu {a}" for a in ltu_ablations} and len(ablation) == len(ltu_ablations) * 3
     assert len({j.key() for j in jobs}) == len(jobs)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from unlearnkit import bench
-from unlearnkit.bench import Job, MethodSpec, job_identity
+from unlearnkit.plan import Job, MethodSpec, job_identity
 from unlearnkit.results import row_identity
 
 ROW = {"table": "main", "method": "b", "name": "example-head-reset", "config": {"epochs": 2}, "forget": "random:0.1",

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unlearnkit import audit_report, distributed
-from unlearnkit import bench as bench_mod
+from unlearnkit import audit_report, distributed, plan
 from unlearnkit.auditing import AuditRun, check_settings
 from unlearnkit.errors import UsageError
 from unlearnkit.locks import owned_dir
@@ -57,7 +56,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
            "retain_access": args.retain_access, "seeds": [args.seed] if args.seed is not None else None,
            "data_dir": args.data_dir, "download": args.download or None}
     options.update({k: v for k, v in cli.items() if v is not None})
-    options = bench_mod.overlay(options, methods=args.methods, num_samples=args.num_samples, epochs=args.epochs)
+    options = plan.overlay(options, methods=args.methods, num_samples=args.num_samples, epochs=args.epochs)
     return {**options, "attack": "none", "tables": ["main"]}
 
 
@@ -92,7 +91,7 @@ def cmd_audit(args: argparse.Namespace, device_of: Any) -> int:
     """Run the audit; `device_of(name)` resolves --device (and joins torchrun's process group)."""
     if args.forget and "," in args.forget:
         raise UsageError(f"--forget {args.forget!r}: an audit takes one forget spec")
-    settings = check_settings(bench_mod.resolve(_options(args)), args.models,
+    settings = check_settings(plan.resolve(_options(args)), args.models,
                               [a.strip() for a in args.audits.split(",") if a.strip()] if args.audits else None)
     cache = Path(args.cache) if args.cache else Path(args.out) / "cache"
     out = _out_dir(args.out, cache)

@@ -20,7 +20,8 @@ import torch
 
 from unlearnkit import distributed
 from unlearnkit.access import PopulationView
-from unlearnkit.bench import BenchSettings, MethodSpec, apply_recipe, checkpoint_meta, plan, retrain
+from unlearnkit.bench import apply_recipe, checkpoint_meta, retrain
+from unlearnkit.plan import BenchSettings, MethodSpec, plan
 from unlearnkit.cache import ModelCache
 from unlearnkit.config import unstructure_config
 from unlearnkit.errors import DivergenceError, UsageError

@@ -21,7 +21,7 @@ import torch
 
 from unlearnkit import audit_cli
 from unlearnkit import bench as bench_mod
-from unlearnkit import deletion, distributed, forget_sets, weights
+from unlearnkit import deletion, distributed, forget_sets, plan, weights
 from unlearnkit import report as bench_report
 from unlearnkit import results as results_mod
 from unlearnkit.checkpoint import load_model, save_checkpoint
@@ -300,14 +300,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir, "download": args.download or None,
     }
     options.update({k: v for k, v in cli.items() if v is not None})
-    options = bench_mod.overlay(options, methods=args.methods, num_samples=args.num_samples, epochs=args.epochs)
+    options = plan.overlay(options, methods=args.methods, num_samples=args.num_samples, epochs=args.epochs)
     if args.dataset_option:
         options["dataset_config"] = {**(options.get("dataset_config") or {}), **dict(args.dataset_option)}
-    regimes = bench_mod.regimes(options)
+    regimes = plan.regimes(options)
     device = _device(args.device)
     rank0 = distributed.is_main()
     with owned_dir(out, wait=args.wait, waiting=lambda line: print(line, file=sys.stderr, flush=True)) if rank0 else contextlib.nullcontext():
-        runners = {name: bench_mod.Bench(bench_mod.resolve(regime_options), out / name if name else out, device=device,
+        runners = {name: bench_mod.Bench(plan.resolve(regime_options), out / name if name else out, device=device,
                                          progress=not args.quiet, rank0=rank0) for name, regime_options in regimes}
         matched: set[str] = set()
         sources = {name: _row_sources(args.rows_from, name, runner.results.manifest["setting_hash"], matched)

@@ -16,7 +16,7 @@ SET_ASIDE = "rows-set-aside.json"  # finished rows of earlier runs in the folder
 
 
 def identity(place: tuple, name: str, config: dict[str, Any]) -> str:
-    """What a result row must match to be reused: its place in the tables (`bench.Job.key()`) and
+    """What a result row must match to be reused: its place in the tables (`plan.Job.key()`) and
     the method's registered name and settings."""
     return config_hash([*place, name, config])
 
