@@ -44,6 +44,7 @@ class ScriptedConfig(StopSettings):
     harm_after: int = -1  # step after which every other input is mispredicted too; -1 = never
     harm_until: int = STEPS  # ... up to this step
     generalise: bool = False  # held-out samples of D_f's classes are forgotten along with D_f
+    diverge_at: int = -1  # the step whose loss is NaN; -1 = never
 
 
 class ScriptedMethod(uk.Unlearner):
@@ -60,6 +61,8 @@ class ScriptedMethod(uk.Unlearner):
         monitor = StopMonitor(self, work, task, total_steps=STEPS, seed=seed, device=device)
         self.states = {0: {k: v.clone() for k, v in work.state_dict().items()}}
         for step in range(1, STEPS + 1):
+            if step == self.config.diverge_at:
+                uk.check_finite_loss(torch.tensor(float("nan")), "scripted", step)
             with torch.no_grad():
                 work.progress.fill_(step / STEPS)
             self.states[step] = {k: v.clone() for k, v in work.state_dict().items()}
@@ -158,6 +161,27 @@ def test_rewind_runs_the_budget_and_returns_the_closest_checkpoint(trained):
     assert method.run_info["stop_step"] == closest.step
     assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[closest.step].items())
     assert sorted({c.step for c in checks}) == list(range(0, STEPS + 1, 5))
+
+
+def test_rewind_after_a_non_finite_loss_returns_the_closest_state_checked_before_it(trained):
+    model, task = trained
+    method = ScriptedMethod(ScriptedConfig(stop="rewind", stop_every=5, diverge_at=23))
+    out = method.unlearn(model, task, seed=0)
+    checks = method.monitor.history
+    assert sorted(c.step for c in checks) == [0, 5, 10, 15, 20]  # nothing after the divergence
+    closest = min(checks, key=lambda c: c.distance)
+    assert method.run_info == {"steps": 22, "stop_reason": "diverged", "guard": 0, "stop_step": closest.step}
+    assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[closest.step].items())
+    assert not out.training
+
+
+@pytest.mark.parametrize("stop", ["fixed", "calibrated"])
+def test_other_rules_report_a_non_finite_loss_as_an_error(trained, stop):
+    model, task = trained
+    # stop_tolerance 0: calibrated has not met its target by step 3
+    method = ScriptedMethod(ScriptedConfig(stop=stop, stop_every=1, stop_tolerance=0.0, diverge_at=3))
+    with pytest.raises(uk.DivergenceError, match="scripted: loss became nan at step 3"):
+        method.unlearn(model, task, seed=0)
 
 
 def test_a_stop_rule_reads_val_but_never_test_or_an_undeclared_part(trained):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from unlearnkit.access import AUDIT_POPULATIONS, TASK_PARTS, PopulationView, TaskView
+from unlearnkit.errors import DivergenceError
 from unlearnkit.training import resolve_device
 
 __all__ = ["AUDIT_POPULATIONS", "TASK_PARTS", "Audit", "AuditResult", "GradientCombiner", "MembershipAttack", "Sampler", "Unlearner"]
@@ -32,7 +33,9 @@ class Unlearner(ABC):
       never readable. Metadata (`num_classes`, `input_shape`, `recipe`, ...) always is.
     - Same config, seed, data and device give the same result on CPU.
     - Runs on `device` (default: where the model lives), CPU or CUDA.
-    - A NaN or infinite loss raises `unlearnkit.DivergenceError` naming the method and step.
+    - A NaN or infinite loss raises `unlearnkit.DivergenceError` naming the method and step;
+      under `stop = "rewind"` the run instead returns the closest state its `StopMonitor`
+      checked before it (`run_info["stop_reason"]` = "diverged").
     - An iterative method's config may inherit `unlearnkit.StopSettings`; with a `stop` rule other
       than "fixed" the method also reads `forget` and `val` (the rule compares them), and its loop
       calls a `unlearnkit.StopMonitor`.
@@ -49,6 +52,7 @@ class Unlearner(ABC):
     def __init__(self, config: Any):
         self.config = config
         self.run_info: dict[str, Any] = {}
+        self.monitor: Any = None  # the run's `unlearnkit.StopMonitor`, when its loop made one
         if getattr(config, "stop", "fixed") != "fixed":  # the stop rule looks at D_f against held-out D_val
             self.reads = type(self).reads | {"forget", "val"}
 
@@ -66,11 +70,16 @@ class Unlearner(ABC):
         if not isinstance(task, TaskView):
             task = task.view(self.reads, who=type(self).__name__)
         work = copy.deepcopy(model).to(device)
-        self.run_info = {}
+        self.run_info, self.monitor = {}, None
         cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            return self.run(work, task, seed=seed, device=device, progress=progress)
+            try:
+                return self.run(work, task, seed=seed, device=device, progress=progress)
+            except DivergenceError:
+                if self.monitor is None or not self.monitor.recovers:
+                    raise
+                return self.monitor.recover()
 
     @abstractmethod
     def run(self, model: nn.Module, task: TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:

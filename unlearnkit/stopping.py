@@ -25,8 +25,10 @@ the test split or a Retrain model:
 `calibrated` stops at the first check where the target is met; when the forget accuracy crosses
 the reference between two checks, or the guard fires, it restores the checked state closest to the
 target (the start included) and stops; at the end of the budget it restores the closest one.
-`rewind` runs the full budget and restores the closest checked state (SCRUB+R). The unlearner's
-`run_info` records `steps`, `stop_reason` and `guard` (checks where the guard acted).
+`rewind` runs the full budget and restores the closest checked state (SCRUB+R); a run whose loss
+turns non-finite ends there and restores the closest state checked before it (a diverged
+checkpoint is never the closest one), where the other rules raise `DivergenceError`. The
+unlearner's `run_info` records `steps`, `stop_reason` and `guard` (checks where the guard acted).
 """
 
 from __future__ import annotations
@@ -107,14 +109,19 @@ class Check:
 
 
 class StopMonitor:
-    """Evaluates an unlearner's model every `stop_every` steps and decides when to stop."""
+    """Evaluates an unlearner's model every `stop_every` steps and decides when to stop.
+
+    It registers itself as `unlearner.monitor`, so `Unlearner.unlearn` can ask it for the run's
+    answer when the loss turns non-finite (`recovers`, `recover`).
+    """
 
     def __init__(
         self, unlearner: "Unlearner", model: nn.Module, task: "TaskView", *, total_steps: int, seed: int,
         device: torch.device | str,
     ) -> None:
         self.settings = stop_settings(unlearner.config)
-        self.unlearner, self.total_steps, self.device = unlearner, total_steps, device
+        self.unlearner, self.model, self.total_steps, self.device = unlearner, model, total_steps, device
+        unlearner.monitor = self
         self.rule = self.settings.stop
         self.every = self.settings.stop_every or max(1, math.ceil(total_steps / AUTO_CHECKS))
         self.steps, self.reason, self.guard_count, self.stopped = 0, "fixed", 0, False
@@ -137,7 +144,7 @@ class StopMonitor:
     # -- the rule ------------------------------------------------------------------------------
     def check(self, model: nn.Module, step: int) -> bool:
         """After optimiser step `step` (from 1): True when the loop should stop now."""
-        self.steps = step
+        self.steps, self.model = step, model
         if self.rule == "fixed":
             return False
         if self.met_at_start:  # D_f looked unseen before any update: the start state is the answer
@@ -168,6 +175,16 @@ class StopMonitor:
     def met(self, check: Check) -> bool:
         """The target: D_f's accuracy and confidence both within tolerance of their references."""
         return check.distance <= self.tolerance
+
+    @property
+    def recovers(self) -> bool:
+        """Whether a non-finite loss ends the run with a checked state (`rewind`) instead of an error."""
+        return self.rule == "rewind"
+
+    def recover(self) -> nn.Module:
+        """Under `rewind`, after a non-finite loss: the model with the closest state checked before it."""
+        self.reason = "diverged"
+        return self.finish(self.model).eval()
 
     def finish(self, model: nn.Module) -> nn.Module:
         """`model` with the chosen state loaded (for `calibrated` and `rewind`); records `run_info`."""
