@@ -68,23 +68,23 @@ def test_plans_follow_the_paper_tables(monkeypatch):
 
 
 def test_tables_2_to_4_use_the_settings_given_for_the_method():
-    settings = bench.resolve({"methods": [{"name": "ltu", "iterations": 7}, {"name": "ltu", "label": "ltu long", "iterations": 50}],
+    settings = plan.resolve({"methods": [{"name": "ltu", "iterations": 7}, {"name": "ltu", "label": "ltu long", "iterations": 50}],
                               "tables": ["main", "access", "ablation"]})
-    extra = [j for j in bench.plan(settings) if j.table != "main"]
+    extra = [j for j in plan.plan(settings) if j.table != "main"]
     assert extra and all(j.spec.config["iterations"] == 7 for j in extra)  # the method's first entry
     first_order = [j for j in extra if j.spec.label == "ltu first-order"]
     assert first_order[0].spec.config == {"iterations": 7, "first_order": True}
 
 
 def test_every_preset_runs_each_method_at_its_defaults():
-    for name in bench.PRESETS:
-        settings = bench.resolve({"preset": name, "methods": ["ltu", "salun"]})
+    for name in plan.PRESETS:
+        settings = plan.resolve({"preset": name, "methods": ["ltu", "salun"]})
         assert all(s.config == {} for s in settings.methods), name
 
 
 def test_the_grid_runs_every_gamma_and_both_stop_rules_in_every_cell():
-    settings = bench.resolve({"preset": "robust", "methods": ["ltu", "ga", "ssd"]})
-    jobs = bench.plan(settings)
+    settings = plan.resolve({"preset": "robust", "methods": ["ltu", "ga", "ssd"]})
+    jobs = plan.plan(settings)
     assert settings.forget == ("random:0.1", "random:0.5", "class:1") and settings.seeds == (5, 6, 7)
     cell = {(j.spec.label, j.retain_access) for j in jobs if j.forget == "class:1" and j.seed == 6}
     ltu_other = "ltu fixed" if uk.get_unlearner("ltu").config.stop == "calibrated" else "ltu calibrated"
@@ -110,12 +110,12 @@ def test_the_grid_runs_every_gamma_and_both_stop_rules_in_every_cell():
 ])
 def test_bad_settings_are_refused_before_any_work(options, message):
     with pytest.raises(UsageError) as info:
-        bench.resolve(options)
+        plan.resolve(options)
     assert message in str(info.value)
 
 
 def test_bench_end_to_end_with_a_third_party_method(tmp_path):
-    settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
+    settings = plan.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
                               "seeds": [0, 1], "train": {"epochs": 3}})
     runner = bench.Bench(settings, tmp_path)
     results = runner.run()
@@ -151,7 +151,7 @@ def test_a_diverging_method_is_recorded_and_the_bench_goes_on():
 
 
 def test_bench_records_divergence_as_a_row(tmp_path):
-    settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "attack": None, "train": {"epochs": 2},
+    settings = plan.resolve({"dataset": "synthetic", "model": "mlp", "attack": None, "train": {"epochs": 2},
                               "methods": [{"name": "example-head-reset", "label": "diverges", "lr": 1e37, "epochs": 20},
                                           {"name": "example-head-reset", "label": "fine"}]})
     rows = bench.Bench(settings, tmp_path).run()["rows"]
@@ -164,7 +164,7 @@ RESET = "example-head-reset"
 
 
 def _settings(methods, seeds=(0,)):
-    return bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": methods, "attack": None, "seeds": list(seeds),
+    return plan.resolve({"dataset": "synthetic", "model": "mlp", "methods": methods, "attack": None, "seeds": list(seeds),
                           "train": {"epochs": 2}})
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import unlearnkit as uk
-from unlearnkit import bench, cli, grid
+from unlearnkit import cli, grid, plan
 
 
 def _row(method, forget, seed, avg, *, gamma=1.0, TA=90.0, RA=99.0, UT=1.0, name=None, error=None):
@@ -55,7 +55,7 @@ def test_robust_bench_runs_each_regime_in_its_folder_and_writes_the_grid_report(
     tiny = {"dataset": "synthetic", "dataset_config": {"num_samples": 400}, "model": "mlp",
             "regimes": {"small": {"num_samples": 400}, "large": {"num_samples": 800}},
             "forget": ["random:0.1", "class:1"], "seeds": [5], "tables": ["grid"], "attack": "none", "train": {"epochs": 2}}
-    monkeypatch.setitem(bench.PRESETS, "tiny-grid", tiny)
+    monkeypatch.setitem(plan.PRESETS, "tiny-grid", tiny)
     code = cli.main(["bench", "--preset", "tiny-grid", "--methods", "ga,example-head-reset", "--out", str(tmp_path), "--quiet"])
     assert code == 0
     ga_other = "ga fixed" if uk.get_unlearner("ga").config.stop == "calibrated" else "ga calibrated"
@@ -75,7 +75,7 @@ def test_a_regime_run_on_its_own_joins_the_grid_with_rows_from(tmp_path, monkeyp
     tiny = {"dataset": "synthetic", "dataset_config": {"num_samples": 400}, "model": "mlp",
             "regimes": {"small": {"num_samples": 400}, "large": {"num_samples": 800}},
             "forget": ["random:0.1"], "seeds": [5], "tables": ["grid"], "attack": "none", "train": {"epochs": 1}}
-    monkeypatch.setitem(bench.PRESETS, "tiny-grid", tiny)
+    monkeypatch.setitem(plan.PRESETS, "tiny-grid", tiny)
     common = ["bench", "--preset", "tiny-grid", "--methods", "example-head-reset", "--quiet"]
     grid_out, alone = tmp_path / "grid", tmp_path / "large-seed6"
     assert cli.main(common + ["--out", str(grid_out)]) == 0

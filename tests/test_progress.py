@@ -67,9 +67,9 @@ def test_the_python_api_shows_progress_on_request(ws, capsys):
     task = uk.make_task("synthetic", forget="random:0.2", seed=0)
     model = uk.train_model(uk.build_model("mlp", task, seed=0), task, seed=0, progress=True)
     uk.get_unlearner("example-head-reset").unlearn(model, task, progress=True)
-    from unlearnkit import bench
+    from unlearnkit import bench, plan
 
-    settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
+    settings = plan.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
                               "train": {"epochs": 2}})
     bench.Bench(settings, ws / "bench", progress=True).run()
     lines = capsys.readouterr().err.splitlines()

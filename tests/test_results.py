@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from unlearnkit import bench
+from unlearnkit import bench, plan
 from unlearnkit.plan import Job, MethodSpec, job_identity
 from unlearnkit.results import row_identity
 
@@ -23,6 +23,6 @@ def test_a_row_keeps_the_identity_its_job_had_when_it_was_written(row, job, pinn
 
 
 def test_a_setting_keeps_the_hash_its_results_files_were_written_with(tmp_path):
-    settings = bench.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
+    settings = plan.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
                               "train": {"epochs": 2}})
     assert bench.Bench(settings, tmp_path).manifest["setting_hash"] == "b4fddf91b5dd0e9c"

@@ -23,9 +23,7 @@ from unlearnkit.config import config_hash, structure_config, unstructure_config
 from unlearnkit.errors import DivergenceError
 from unlearnkit.evaluation import evaluate, gap
 from unlearnkit.plugins import registry
-from unlearnkit.plan import (  # noqa: F401  (re-exported: the bench's settings and plan, `unlearnkit.plan`)
-    ACCESS_LEVELS, ACCESS_METHODS, PRESETS, REFERENCES, TABLES, BenchSettings, Job, MethodSpec, job_identity,
-    overlay, parse_methods, plan, regimes, resolve)
+from unlearnkit.plan import REFERENCES, BenchSettings, Job, job_identity, plan
 from unlearnkit.progress import progress_bar
 from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import build_model, get_unlearner

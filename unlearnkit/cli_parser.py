@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit import __version__, audit_cli, deletion
-from unlearnkit import bench as bench_mod
 from unlearnkit.errors import UsageError
+from unlearnkit.plan import PRESETS
 
 
 #: Where the documentation is: the wheel installs no docs, so name the files in the source tree.
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="train original and Retrain models, run methods, print the table",
                        description="Train the original and the Retrain model, run unlearning methods, evaluate them and "
                                    "print the paper-style table; results.json, results.md and results.png go to --out.")
-    p.add_argument("--preset", default=None, choices=list(bench_mod.PRESETS),
+    p.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="a ready-made setting that other options override (default: the config's, else quick)")
     p.add_argument("--dataset", default=None, metavar="NAME", help="dataset name (default: the preset's)")
     p.add_argument("--model", default=None, metavar="NAME", help="model name (default: the preset's)")
