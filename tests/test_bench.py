@@ -10,6 +10,7 @@ import torch
 import unlearnkit as uk
 from unlearnkit import bench, plan, report
 from unlearnkit.errors import ConfigError, UsageError
+from unlearnkit.results import SET_ASIDE
 
 
 def _row(method, seed, avg, table="main", forget="random:0.1", gamma=1.0, name=None):
@@ -185,11 +186,11 @@ def test_results_hold_exactly_the_rows_asked_for_and_keep_the_others_aside(tmp_p
     assert [m["label"] for m in saved["manifest"]["config"]["methods"]] == ["original", "retrain", "b"]
     assert {e["method"] for e in saved["summary"]} == {"original", "retrain", "b"}
     assert "| a |" not in (tmp_path / "results.md").read_text()
-    set_aside = json.loads((tmp_path / bench.SET_ASIDE).read_text())
+    set_aside = json.loads((tmp_path / SET_ASIDE).read_text())
     assert set_aside["rows"] == [r for r in full["rows"] if r["method"] == "a"]
     # asking for `a` again takes its row back; nothing is left aside
     again, reused, aside = _run([a, b], tmp_path)
-    assert (reused, aside) == (4, 0) and again["rows"] == full["rows"] and not (tmp_path / bench.SET_ASIDE).exists()
+    assert (reused, aside) == (4, 0) and again["rows"] == full["rows"] and not (tmp_path / SET_ASIDE).exists()
 
 
 def test_a_row_of_other_method_settings_is_not_reused(tmp_path):
@@ -199,7 +200,7 @@ def test_a_row_of_other_method_settings_is_not_reused(tmp_path):
     (old,) = [r for r in first["rows"] if r["method"] == "b"]
     (new,) = [r for r in second["rows"] if r["method"] == "b"]
     assert (old["config"], new["config"]) == ({"epochs": 2}, {"epochs": 3})
-    assert json.loads((tmp_path / bench.SET_ASIDE).read_text())["rows"] == [old]
+    assert json.loads((tmp_path / SET_ASIDE).read_text())["rows"] == [old]
 
 
 def test_the_manifest_describes_only_the_seeds_beside_it(tmp_path):

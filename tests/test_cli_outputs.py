@@ -15,6 +15,7 @@ import pytest
 
 from unlearnkit import bench as bench_mod
 from unlearnkit import cli
+from unlearnkit.results import SET_ASIDE
 
 METHOD = "example-head-reset"
 TRAIN_TOML = '[task]\ndataset = "synthetic"\nmodel = "mlp"\n\n[train]\nepochs = 2\n'
@@ -222,6 +223,6 @@ def test_two_benches_on_the_same_out_with_wait_keep_both_and_train_once(ws):
     (earlier,) = set(runs) - {waited}
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert sorted(r["method"] for r in rows) == sorted(["original", "retrain", METHOD, waited])
-    aside = json.loads((out / bench_mod.SET_ASIDE).read_text())["rows"]  # the earlier run's extra row is kept, not lost
+    aside = json.loads((out / SET_ASIDE).read_text())["rows"]  # the earlier run's extra row is kept, not lost
     assert [r["method"] for r in aside] == [earlier]
     assert len(list((out / "cache").glob("*.pt"))) == 2  # the later run reused the earlier run's models

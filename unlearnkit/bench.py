@@ -27,7 +27,7 @@ from unlearnkit.plan import REFERENCES, BenchSettings, Job, job_identity, plan
 from unlearnkit.progress import progress_bar
 from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import build_model, get_unlearner
-from unlearnkit.results import SET_ASIDE, ResultsFolder, row_identity  # noqa: F401  (SET_ASIDE: bench's name for it)
+from unlearnkit.results import ResultsFolder, row_identity
 from unlearnkit.tasks import UnlearningTask, make_task
 from unlearnkit.training import train_model
 
@@ -46,7 +46,7 @@ class Bench:
 
     `results` (`unlearnkit.results.ResultsFolder`) holds exactly the rows of this configuration:
     rows an earlier run in `out` finished for it are reused, rows it does not ask for are moved
-    to `SET_ASIDE` (and taken back by a later run that asks for them). `progress`: bars on a
+    to `unlearnkit.results.SET_ASIDE` (and taken back by a later run that asks for them). `progress`: bars on a
     terminal, lines in a log.
     """
 

@@ -137,7 +137,7 @@ def _out_dir(out: str) -> Path:
     cache = path / "cache"
     if cache.exists() and not (cache.is_dir() and os.access(cache, os.W_OK | os.X_OK)):
         raise UsageError(f"--out {out!r}: {str(cache)!r} is not a writable folder; it holds the model cache")
-    for name in ("results.json", "results.md", "results.png", bench_mod.SET_ASIDE):
+    for name in ("results.json", "results.md", "results.png", results_mod.SET_ASIDE):
         if (path / name).is_dir():
             raise UsageError(f"--out {out!r}: {str(path / name)!r} is a folder; the bench writes a file there")
     return path
@@ -322,7 +322,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"resuming: {reused} finished rows reused from {', '.join(map(str, [runner.results_path, *sources[name]]))}",
                       file=sys.stderr)
             if set_aside and rank0:
-                print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {runner.out / bench_mod.SET_ASIDE}",
+                print(f"unlearnkit: {set_aside} earlier rows this run does not ask for were set aside in {runner.out / results_mod.SET_ASIDE}",
                       file=sys.stderr)
             done[name] = runner.run()
     if len(regimes) == 1:
