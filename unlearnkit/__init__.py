@@ -13,7 +13,7 @@ Plugin authors: `uk.validators` (config field validators), `uk.progress_bar`, `u
 __version__ = "0.1.0"
 
 from unlearnkit import validators
-from unlearnkit.access import TaskView
+from unlearnkit.access import PopulationView, TaskView
 from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
 from unlearnkit.checkpoint import read_model as load_model
 from unlearnkit.config import config_class, load_toml, structure_config, unstructure_config
@@ -29,7 +29,7 @@ from unlearnkit.errors import (
     UsageError,
 )
 from unlearnkit.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
-from unlearnkit.hookspecs import hookimpl
+from unlearnkit.hookspecs import Register, hookimpl
 from unlearnkit.interfaces import Audit, AuditResult, GradientCombiner, MembershipAttack, Sampler, Unlearner
 from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.progress import progress_bar
@@ -49,17 +49,17 @@ from unlearnkit.registry import (
     list_samplers,
     list_unlearners,
 )
-from unlearnkit.stopping import StopMonitor, StopSettings
+from unlearnkit.stopping import StopMonitor, StopSettings, stop_rule
 from unlearnkit.tasks import ForgetSpec, UnlearningTask, make_task, parse_forget
 from unlearnkit.training import batches, check_finite_loss, resolve_device, train_model
 
 __all__ = [
     "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
-    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "Sampler", "StopMonitor", "StopSettings", "TaskView",
+    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",
     "list_datasets", "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_model", "load_toml", "make_task",
     "mia_efficacy", "parse_forget", "penultimate_features", "predict_logits", "progress_bar", "resolve_device",
-    "save_checkpoint", "structure_config", "train_model", "unstructure_config", "validators",
+    "save_checkpoint", "stop_rule", "structure_config", "train_model", "unstructure_config", "validators",
 ]

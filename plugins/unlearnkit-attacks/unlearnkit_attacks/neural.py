@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit import MembershipAttack, check_finite_loss
-from unlearnkit._validators import in_range, non_negative, one_of, positive
-from unlearnkit.config import config_class
+from unlearnkit import MembershipAttack, check_finite_loss, config_class
+from unlearnkit.validators import in_range, non_negative, one_of, positive
 
 from unlearnkit_attacks import features as feat
 

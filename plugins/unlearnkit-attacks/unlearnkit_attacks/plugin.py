@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from unlearnkit import hookimpl
-from unlearnkit.hookspecs import Register
+from unlearnkit import Register, hookimpl
 
 from unlearnkit_attacks.neural import MiLogReg, MiLogRegConfig, MiMlpConfig, MiMlpLabel, MiMlpSorted
 from unlearnkit_attacks.svc import SVC_FEATURES, SvcAttack, SvcConfig

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from sklearn.svm import SVC
 
-from unlearnkit import MembershipAttack
-from unlearnkit._validators import FieldError, non_negative, positive
-from unlearnkit.config import config_class
+from unlearnkit import MembershipAttack, config_class
+from unlearnkit.validators import FieldError, non_negative, positive
 
 from unlearnkit_attacks import features as feat
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import attrs
 import torch
 
-from unlearnkit import MembershipAttack
-from unlearnkit._validators import non_negative
-from unlearnkit.config import config_class
+from unlearnkit import MembershipAttack, config_class
+from unlearnkit.validators import non_negative
 
 from unlearnkit_attacks.features import cross_entropy_loss
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 import unlearnkit as uk
-from unlearnkit.access import PopulationView
+from unlearnkit import PopulationView
 
 from unlearnkit_audit.confidence import logit_scaled_confidence
 from unlearnkit_audit.epsilon import bucket_points, example_epsilons, final_score

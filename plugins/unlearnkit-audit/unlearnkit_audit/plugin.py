@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from unlearnkit import hookimpl, hookspecs
-from unlearnkit.hookspecs import Register
+from unlearnkit import Register, hookimpl, hookspecs
 
 # An unlearnkit from before the `audit` kind has no hook for audits: the plugin then registers
 # nothing (and, being importable there, stays out of its plugin-failure report).

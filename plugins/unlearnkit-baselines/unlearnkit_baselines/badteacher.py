@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import in_range, positive
-from unlearnkit.config import config_class
+from unlearnkit.validators import in_range, positive
+from unlearnkit import config_class
 
 from unlearnkit_baselines._common import concat, epochs, fit, random_subset, reinitialize, relabelled, steps_per_epoch
 

@@ -10,8 +10,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 import unlearnkit as uk
-from unlearnkit._validators import non_negative, positive
-from unlearnkit.config import config_class
+from unlearnkit.validators import non_negative, positive
+from unlearnkit import config_class
 
 EPSILON = 1e-8  # added to each per-sample gradient before squaring, as the reference does
 

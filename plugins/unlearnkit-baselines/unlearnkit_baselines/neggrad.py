@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import in_range, non_negative, positive
-from unlearnkit.config import config_class
-from unlearnkit.stopping import stop_rule
+from unlearnkit.validators import in_range, non_negative, positive
+from unlearnkit import config_class, stop_rule
 
 from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch, stream
 

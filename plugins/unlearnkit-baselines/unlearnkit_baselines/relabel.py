@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import non_negative, one_of, positive
-from unlearnkit.config import config_class
-from unlearnkit.stopping import stop_rule
+from unlearnkit.validators import non_negative, one_of, positive
+from unlearnkit import config_class, stop_rule
 
 from unlearnkit_baselines._common import Batch, concat, epochs, fit, relabelled, sgd, steps_per_epoch, uniform_labels, wrong_labels
 

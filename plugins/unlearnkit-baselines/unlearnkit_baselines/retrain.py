@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit.config import config_class
+from unlearnkit import config_class
 
 from unlearnkit_baselines._common import reinitialize
 

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import in_range, non_negative, one_of, positive
-from unlearnkit.config import config_class
-from unlearnkit.stopping import stop_rule
+from unlearnkit.validators import in_range, non_negative, one_of, positive
+from unlearnkit import config_class, stop_rule
 
 from unlearnkit_baselines._common import epochs, fit, sgd
 from unlearnkit_baselines.relabel import MIXES, random_label_batches, random_label_steps

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import non_negative, positive
-from unlearnkit.config import config_class
+from unlearnkit.validators import non_negative, positive
+from unlearnkit import config_class
 
 from unlearnkit_baselines._common import endless_batches, epochs, sgd, steps_per_epoch, stream
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import FieldError, non_negative, positive
-from unlearnkit.config import config_class
+from unlearnkit.validators import FieldError, non_negative, positive
+from unlearnkit import config_class
 
 from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch
 

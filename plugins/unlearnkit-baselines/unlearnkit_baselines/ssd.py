@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import positive
-from unlearnkit.config import config_class
+from unlearnkit.validators import positive
+from unlearnkit import config_class
 
 
 def importances(model: nn.Module, data: uk.ArrayDataset, *, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:

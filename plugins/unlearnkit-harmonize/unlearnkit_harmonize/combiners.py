@@ -12,7 +12,7 @@ import attrs
 import torch
 
 from unlearnkit import GradientCombiner, config_class
-from unlearnkit._validators import one_of
+from unlearnkit.validators import one_of
 
 from unlearnkit_harmonize.vector import axpy, check_gradients, dots, scaled_sum
 

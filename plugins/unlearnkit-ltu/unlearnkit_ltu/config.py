@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from unlearnkit import StopSettings, config_class
-from unlearnkit._validators import FieldError, in_range, non_negative, positive
+from unlearnkit.validators import FieldError, in_range, non_negative, positive
 
 
 def _names(minimum: int) -> Any:

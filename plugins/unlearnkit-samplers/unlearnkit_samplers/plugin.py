@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from unlearnkit import hookimpl
-from unlearnkit.hookspecs import Register
+from unlearnkit import Register, hookimpl
 
 from unlearnkit_samplers.samplers import FeatureNN, FeatureNNConfig, LabelNN, LabelNNConfig, RandomConfig, RandomSampler
 

@@ -16,7 +16,7 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit import Sampler, config_class
-from unlearnkit._validators import one_of, positive
+from unlearnkit.validators import one_of, positive
 
 from unlearnkit_samplers.embedding import embedder
 from unlearnkit_samplers.neighbours import METRICS, TIE_BREAKS, PoolIndex
