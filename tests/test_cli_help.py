@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import unlearnkit
-from unlearnkit.cli import DOCS, build_parser, main
+from unlearnkit.cli.commands import DOCS, build_parser, main
 
 ROOT = Path(__file__).parents[1]
 

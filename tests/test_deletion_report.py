@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit.checkpoint import load_checkpoint, load_model
-from unlearnkit.cli import main
-from unlearnkit.errors import DivergenceError
-from unlearnkit.plugins import registry
-from unlearnkit.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.cli.commands import main
+from unlearnkit.core.errors import DivergenceError
+from unlearnkit.core.plugins import registry
+from unlearnkit.data.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.engine.checkpoint import load_checkpoint, load_model
 from unlearnkit.testing.files import tiny_npz
 
 RUN_INFO = {"steps": 3, "stop_reason": "calibrated: forget loss reached the held-out level"}

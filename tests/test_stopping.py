@@ -1,4 +1,4 @@
-"""The core stop rule (`unlearnkit.stopping`) on a scripted fake method whose forgetting is known exactly."""
+"""The core stop rule (`unlearnkit.engine.stopping`) on a scripted fake method whose forgetting is known exactly."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit.config import config_class
-from unlearnkit.stopping import StopMonitor, StopSettings
+from unlearnkit.core.config import config_class
+from unlearnkit.engine.stopping import StopMonitor, StopSettings
 
 STEPS = 40
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import unlearnkit as uk
-from unlearnkit.stopping import StopMonitor
+from unlearnkit.engine.stopping import StopMonitor
 from unlearnkit.testing import trained_tiny_model
 from unlearnkit_baselines.plugin import BASELINES
 

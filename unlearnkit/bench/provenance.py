@@ -1,0 +1,94 @@
+"""What produced a result: installed distributions, where they came from, the source revision."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+
+from unlearnkit.engine import distributed
+
+STACK = ("torch", "torchvision", "numpy", "scikit-learn", "scipy")
+
+
+def versions(names: Iterable[str]) -> dict[str, str]:
+    """`{distribution: version}` of `names` and of torch's stack ("unknown" where not installed)."""
+    out = {}
+    for name in sorted(set(names) | set(STACK)):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def environment(names: Iterable[str], device: Any) -> dict[str, Any]:
+    """A manifest's record of where a result was computed: `versions` of `names` and torch's
+    stack, torch and Python versions, `device`, `world_size` (processes), `threads` (intra-op
+    threads per process: results can depend on it) and `git` (`source(names)`)."""
+    return {"versions": versions(names), "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "world_size": distributed.world_size(), "threads": torch.get_num_threads(), "git": source(names)}
+
+
+def source(names: Iterable[str]) -> dict[str, Any]:
+    """Where the unlearnkit code came from, for a manifest's `git` field.
+
+    `revision`: the commit of the source, from the git checkout the core is imported from, else
+    from a pip install of a VCS URL (PEP 610 `direct_url.json`), else None. `dirty`: whether
+    that checkout has uncommitted changes (None when unknown). `distributions`: for each of
+    `names`, its version and how pip installed it (`index`, an `editable` or plain `file:` path,
+    or a VCS URL with its commit).
+    """
+    distributions = {name: _distribution(name) for name in sorted(set(names))}
+    revision, dirty = checkout_revision()
+    if revision is None:
+        revision = (distributions.get("unlearnkit") or {}).get("commit")
+    return {"revision": revision, "dirty": dirty, "distributions": distributions}
+
+
+def checkout_revision() -> tuple[Optional[str], Optional[bool]]:
+    """`(commit, dirty)` of the git checkout the `unlearnkit` package is imported from, else (None, None).
+
+    A copy installed into a virtual environment that happens to sit inside some git
+    repository is not that repository's code, so the checkout must hold this very package.
+    """
+    package = Path(__file__).resolve().parents[1]  # unlearnkit/, the core's package
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            res = subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() / "unlearnkit" != package:
+        return None, None
+    revision = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return revision or None, None if status is None else bool(status)
+
+
+def _distribution(name: str) -> dict[str, Any]:
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        return {"version": "unknown", "installed_from": None}
+    info: dict[str, Any] = {"version": dist.version, "installed_from": "index"}
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        direct = None
+    if isinstance(direct, dict) and isinstance(direct.get("url"), str):
+        vcs = direct.get("vcs_info") or {}
+        if vcs.get("commit_id"):
+            info.update(installed_from=f"{vcs.get('vcs', 'vcs')}+{direct['url']}", commit=vcs["commit_id"])
+        else:
+            editable = bool((direct.get("dir_info") or {}).get("editable"))
+            info["installed_from"] = ("editable " if editable else "") + direct["url"]
+    return info
