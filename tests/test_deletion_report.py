@@ -100,7 +100,7 @@ def test_the_report_says_how_what_was_read_and_how_it_stopped(ws, first):
     assert data["method"] == {"name": "probe", "config": {"diverge": False}, "retain_access": 1.0, "seed": 0}
     assert data["data_read"] == {"declared": ["forget", "retain", "val"], "read": {"forget": 6, "retain": len(task.retain)},
                                  "retain_available": len(task.retain_full)}
-    assert data["run_info"] == RUN_INFO and RUN_INFO["stop_reason"] in text
+    assert data["run_info"] == {**RUN_INFO, "unchanged": False} and RUN_INFO["stop_reason"] in text
     assert data["versions"]["torch"] == importlib.metadata.version("torch") and data["wall_seconds"] >= 0
     assert data["checkpoints"]["output"] == str(root / "r1" / "model.pt")
     assert data["dataset"]["fingerprint"] == task.fingerprint and data["dataset"]["classes"] == ["a", "b", "c"]
@@ -181,7 +181,8 @@ def test_a_failed_run_writes_no_checkpoint_and_no_report(ws, first, capsys, tmp_
     (tmp_path / "m.toml").write_text('[method]\nname = "probe"\ndiverge = true\n')
     code = main(["unlearn", "--checkpoint", str(root / "a.pt"), "--config", str(tmp_path / "m.toml"), "--forget",
                  f"ids:{root / 'req1.txt'}", "--out", str(tmp_path / "out" / "model.pt"), "--quiet"])
-    assert code == 1 and "probe: loss became nan" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "probe: loss became nan at step 2; lower the learning rate; nothing was written" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -192,7 +193,7 @@ def test_without_an_attack_the_report_says_so(ws, first, tmp_path, monkeypatch):
                  f"ids:{root / 'req1.txt'}", "--attack", "none", "--out", str(tmp_path / "model.pt"), "--quiet"]) == 0
     data, text = report(tmp_path)
     assert data["attack"] is None and "mia" not in data["after"] and "No membership-inference attack was run" in text
-    assert data["run_info"] is None and "Stop" not in text
+    assert data["run_info"] == {"unchanged": False} and "Stop" not in text  # the method reports nothing of its run
 
 
 def test_data_that_changed_since_training_is_refused(ws, tmp_path, capsys, monkeypatch):

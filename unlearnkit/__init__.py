@@ -20,6 +20,7 @@ from unlearnkit.core.errors import (
     DataAccessError,
     DivergenceError,
     DuplicateComponentError,
+    NothingRemovedError,
     UnknownComponentError,
     UnlearnkitError,
     UsageError,
@@ -54,7 +55,7 @@ from unlearnkit.models import features_and_logits, penultimate_features
 
 __all__ = [
     "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
-    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
+    "DuplicateComponentError", "ForgetSpec", "NothingRemovedError", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",

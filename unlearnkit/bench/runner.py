@@ -160,7 +160,10 @@ class Bench:
                 return {**self._row_head(job), "error": str(exc), "UT_s": time.perf_counter() - start}
             seconds = time.perf_counter() - start
         start = time.perf_counter()
-        metrics = dict(gold_metrics) if model is gold else evaluate(model, task, self.settings.attack, seed=job.seed, device=self.device)
+        try:
+            metrics = dict(gold_metrics) if model is gold else evaluate(model, task, self.settings.attack, seed=job.seed, device=self.device)
+        except DivergenceError as exc:
+            return {**self._row_head(job), "error": f"{job.spec.name}: {exc}", "UT_s": seconds}
         eval_seconds = time.perf_counter() - start
         run_info = getattr(unlearner, "run_info", {}) if job.spec.name not in REFERENCES else {}
         return {**self._row_head(job), **metrics, "UT_s": seconds, "gap": gap(metrics, gold_metrics), "eval_s": eval_seconds,

@@ -26,7 +26,7 @@ from unlearnkit.bench import runner as bench_mod
 from unlearnkit.bench.locks import owned_dir
 from unlearnkit.cli import audit as audit_cli
 from unlearnkit.cli.parser import DOCS, build_parser
-from unlearnkit.core.errors import CheckpointError, UnlearnkitError, UsageError
+from unlearnkit.core.errors import CheckpointError, DivergenceError, NothingRemovedError, UnlearnkitError, UsageError
 from unlearnkit.core.plugins import registry
 from unlearnkit.core.registry import build_model, make_config
 from unlearnkit.data.tasks import make_task, parse_forget
@@ -90,6 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    except DivergenceError as exc:
+        print(f"unlearnkit: diverged: {exc}; nothing was written", file=sys.stderr)
+        return 2
     except UnlearnkitError as exc:
         print(f"unlearnkit: failed: {exc}", file=sys.stderr)
         return 1
@@ -255,19 +258,31 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     new = unlearner.unlearn(model, view, seed=seed, device=device, progress=not args.quiet)
     seconds = time.perf_counter() - start
-    after = deletion.measure(new, task, attack, seed=eval_seed, device=device)
+    unchanged = bool(unlearner.run_info.get("unchanged"))
+    if unchanged and not args.keep_unchanged:
+        raise NothingRemovedError(deletion.nothing_removed(name, unlearner.run_info))
+    try:
+        after = deletion.measure(new, task, attack, seed=eval_seed, device=device)
+    except DivergenceError as exc:
+        raise DivergenceError(f"{name}: {exc}; {unlearner.divergence_advice()}") from None
+    warnings = deletion.warnings_for(before, after, unchanged)
     from unlearnkit.core.config import unstructure_config
 
     unlearned = {"method": name, "config": unstructure_config(config), "forget": str(parse_forget(request_spec)),
-                 "retain_access": gamma, "seed": seed, "seconds": seconds, "source": str(args.checkpoint)}
+                 "retain_access": gamma, "seed": seed, "seconds": seconds, "source": str(args.checkpoint), "unchanged": unchanged}
     record = forget_sets.forget_record(meta, task, unlearned["forget"], name)
     if distributed.is_main():
         save_checkpoint(out, new, {**meta, "kind": "unlearned", "unlearned": unlearned, **record})
         report = deletion.build_report(
             task=task, view=view, method=name, config=unlearned["config"], unlearner=unlearner, seed=seed, before=before,
             after=after, seconds=seconds, attack=attack, source=str(args.checkpoint), output=str(out), model=new,
-            request_spec=unlearned["forget"], requests=len(record["requests"]))
+            request_spec=unlearned["forget"], requests=len(record["requests"]), warnings=warnings)
         deletion.write_report(report_paths, report)
+    for warning in warnings:
+        print(f"unlearnkit: warning: {warning}", file=sys.stderr)
+    if unchanged:
+        print(f"{name} removed nothing ({unlearned['forget']}): wrote the unchanged model to {out} and {report_paths[1]} (--keep-unchanged)")
+        return 0
     print(f"{name} forgot {task.request.new} new sample(s) ({unlearned['forget']}; forget set now {len(task.forget)}) in {seconds:.1f}s: "
           f"forget-set accuracy {before['forget_accuracy']:.1f}% -> {after['forget_accuracy']:.1f}% (unseen data: "
           f"{after['unseen_accuracy']:.1f}%); wrote {out} and {report_paths[1]}")

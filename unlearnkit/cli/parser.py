@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="NEW",
                    help="checkpoint file to write (never the input); report.json and report.md go beside it")
     p.add_argument("--force", action="store_true", help="replace an existing output file and report (never the input)")
+    p.add_argument("--keep-unchanged", action="store_true",
+                   help="write the output even when the method returned the weights it was given (the report says so first); "
+                        "without it such a run fails and writes nothing")
     _common(p)
 
     p = sub.add_parser("evaluate", help="UA, RA, TA, MIA of a checkpoint on its task",

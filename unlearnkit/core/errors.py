@@ -39,4 +39,8 @@ class DataAccessError(UnlearnkitError, PermissionError):
 
 
 class DivergenceError(UnlearnkitError, FloatingPointError):
-    """Training or unlearning produced a NaN or infinite loss."""
+    """Training or unlearning produced a NaN or infinite loss, or a model whose outputs are not finite."""
+
+
+class NothingRemovedError(UnlearnkitError):
+    """An unlearning run returned the weights it was given: it removed nothing."""

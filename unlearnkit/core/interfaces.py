@@ -27,6 +27,12 @@ def resolve_device(device: str | torch.device | None, model: nn.Module | None = 
     return torch.device("cpu")
 
 
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models hold equal parameters and buffers (an unlearning run that changed nothing)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa)
+
+
 class Unlearner(ABC):
     """An unlearning method.
 
@@ -49,7 +55,10 @@ class Unlearner(ABC):
       than "fixed" the method also reads `forget` and `val` (the rule compares them), and its loop
       calls a `unlearnkit.StopMonitor`.
     - After `unlearn`, `run_info` holds what the run reports about itself (e.g. `steps`,
-      `stop_reason`); the bench copies it into the results row.
+      `stop_reason`) and, set by `unlearn` itself, `unchanged`: whether the weights returned equal
+      the ones given (a stop rule restored the original, or no step moved anything) — not a deletion.
+      The bench copies it into the results row.
+    - A divergence names the config fields to lower (`divergence_settings`) with their values.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -57,6 +66,8 @@ class Unlearner(ABC):
     default_retain_access: ClassVar[float] = 1.0
     #: Its paper's ablations: row label -> config overrides (the bench's `ablation` table).
     ablations: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: The config fields a user lowers when a run diverges (named, with their values, in the error).
+    divergence_settings: ClassVar[tuple[str, ...]] = ("lr",)
 
     def __init__(self, config: Any):
         self.config = config
@@ -84,11 +95,20 @@ class Unlearner(ABC):
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             try:
-                return self.run(work, task, seed=seed, device=device, progress=progress)
-            except DivergenceError:
+                new = self.run(work, task, seed=seed, device=device, progress=progress)
+            except DivergenceError as exc:
                 if self.monitor is None or not self.monitor.recovers:
-                    raise
-                return self.monitor.recover()
+                    raise DivergenceError(f"{str(exc).split('; ')[0]}; {self.divergence_advice()}") from None
+                new = self.monitor.recover()
+        self.run_info["unchanged"] = same_weights(new, model)
+        return new
+
+    def divergence_advice(self) -> str:
+        """What to lower after a divergence: `divergence_settings` with their current values."""
+        fields = [f for f in self.divergence_settings if hasattr(self.config, f)]
+        if not fields:
+            return "lower the learning rate"
+        return "lower " + " or ".join(f"`{f}` (now {getattr(self.config, f)})" for f in fields)
 
     @abstractmethod
     def run(self, model: nn.Module, task: TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:

@@ -13,7 +13,7 @@ import datetime
 import json
 import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from torch import nn
 
@@ -38,6 +38,34 @@ GUARANTEES = (
     "per-example audit (the unlearnkit-audit plugin), which compares the model with models retrained without the "
     "samples; how far the method is from Retrain on average is what `unlearnkit bench` measures."
 )
+
+
+#: Points of accuracy on unseen data a run may lose before its report warns that the model collapsed.
+COLLAPSE_POINTS = 10.0
+WARNED = ("Because of the warning above, this run is no evidence of unlearning: the figures below are what was "
+          "measured, and nothing more is claimed.")
+
+
+def nothing_removed(method: str, run_info: dict[str, Any]) -> str:
+    """The one line `unlearn` fails with when the method returned the weights it was given."""
+    how = f" (stop: {run_info['stop_reason']} after {run_info.get('steps', '?')} steps)" if run_info.get("stop_reason") else ""
+    return (f"nothing was removed: {method} returned the weights it was given{how}; no checkpoint was written and no id "
+            "was recorded as forgotten. Try another setting (e.g. stop = \"fixed\") or method, or pass --keep-unchanged "
+            "to write the unchanged model anyway")
+
+
+def warnings_for(before: dict[str, Any], after: dict[str, Any], unchanged: bool) -> list[str]:
+    """What the report must say first: an output equal to the input, or a collapse on unseen data."""
+    found = []
+    if unchanged:
+        found.append("Nothing was removed: the output's weights equal the input's (written because of --keep-unchanged); "
+                     "the request is recorded, but the model is the one it was given.")
+    drop = before["unseen_accuracy"] - after["unseen_accuracy"]
+    if drop > COLLAPSE_POINTS:
+        found.append(f"The model may have collapsed: its accuracy on unseen data fell from {before['unseen_accuracy']:.1f}% "
+                     f"to {after['unseen_accuracy']:.1f}% ({drop:.1f} points, more than {COLLAPSE_POINTS:g}); lower the "
+                     "method's learning rate or try another method.")
+    return found
 
 
 def report_paths(out: Path, force: bool) -> tuple[Path, Path]:
@@ -76,14 +104,16 @@ def measure(model: nn.Module, task: UnlearningTask, attack: Optional[str], *, se
 def build_report(
     *, task: UnlearningTask, view: TaskView, method: str, config: dict[str, Any], unlearner: Any, seed: int,
     before: dict[str, Any], after: dict[str, Any], seconds: float, attack: Optional[str], source: str, output: str,
-    model: nn.Module, request_spec: str, requests: int,
+    model: nn.Module, request_spec: str, requests: int, warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The report as JSON-able data."""
+    """The report as JSON-able data; `warnings` come first in it."""
     request = task.request
     reads = {part: len(getattr(task, part)) for part in sorted(view.accessed)}
     return {
         "format": FORMAT,
         "format_version": 1,
+        "warnings": list(warnings),
+        "unchanged": bool((getattr(unlearner, "run_info", None) or {}).get("unchanged")),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "request": {"forget": request_spec, "count": len(request.ids), "sha256": request.digest(), "new": request.new,
                     "already_forgotten": request.already_forgotten, "held_out": request.held_out},
@@ -100,7 +130,7 @@ def build_report(
         "before": before,
         "after": after,
         "versions": {**provenance.versions({e.package for e in registry.entries()}), "python": platform.python_version()},
-        "guarantees": GUARANTEES,
+        "guarantees": WARNED if warnings else GUARANTEES,
     }
 
 
@@ -134,9 +164,10 @@ def markdown(report: dict[str, Any]) -> str:
     """report.md: the report for a reader."""
     r, m, fs, data = report["request"], report["method"], report["forget_set"], report["dataset"]
     reads = ", ".join(f"{part} ({n} samples)" for part, n in report["data_read"]["read"].items()) or "nothing"
-    lines = [
-        "# Deletion report",
-        "",
+    lines = ["# Deletion report", ""]
+    lines += [f"> **Warning.** {w}" for w in report.get("warnings", ())]
+    lines += [""] if report.get("warnings") else []
+    lines += [
         f"- **Request** `{r['forget']}`: {r['count']} samples, SHA-256 of their sorted ids `{r['sha256']}`; "
         f"{r['new']} newly forgotten, {r['already_forgotten']} already forgotten, {r['held_out']} never trained on (held out).",
         f"- **Forget set** after {fs['requests']} request(s): {fs['count']} samples, SHA-256 `{fs['sha256']}`.",
@@ -148,8 +179,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"config `{json.dumps(m['config'], sort_keys=True)}`.",
         f"- **Data read by the method**: {reads} (declared: {', '.join(report['data_read']['declared'])}; the test split is never readable).",
     ]
-    info = report.get("run_info")
-    if info:
+    info = report.get("run_info") or {}
+    if "stop_reason" in info or "steps" in info:
         lines.append(f"- **Stop**: {info.get('stop_reason', 'fixed schedule')} after {info.get('steps', '?')} steps.")
     lines += ["", "## Before and after", ""]
     if report["attack"] is None:

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from unlearnkit.core.errors import DivergenceError
 from unlearnkit.core.interfaces import MembershipAttack, resolve_device
 from unlearnkit.data.datasets import ArrayDataset
 from unlearnkit.engine.training import batches
@@ -112,6 +113,9 @@ def evaluate(
     forget = predict_logits(model, task.forget, device=device)
     test = predict_logits(model, task.test, device=device)
     retain = predict_logits(model, task.retain_full, device=device)
+    for part, logits in (("forget set", forget), ("test set", test), ("retain set", retain)):
+        if not torch.isfinite(logits).all():
+            raise DivergenceError(f"the model's outputs on the {part} are not finite (NaN or inf): its weights diverged")
     result = {
         "UA": 100.0 - accuracy(forget, task.forget.y),
         "RA": accuracy(retain, task.retain_full.y),
