@@ -52,10 +52,11 @@ from unlearnkit.registry import (
 from unlearnkit.stopping import StopMonitor, StopSettings, stop_rule
 from unlearnkit.tasks import ForgetSpec, UnlearningTask, make_task, parse_forget
 from unlearnkit.training import batches, check_finite_loss, resolve_device, train_model
+from unlearnkit.tune.space import Cell, SearchSpace
 
 __all__ = [
-    "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
-    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
+    "ArrayDataset", "Audit", "AuditResult", "Cell", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
+    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "SearchSpace", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",
