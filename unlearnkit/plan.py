@@ -40,19 +40,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu", "neggrad-plus", "scrub", "l1-sparse", "sfron")  # Table 2 (+ later baselines)
 ACCESS_LEVELS = (0.1, 0.3)
-RESERVED = ("name", "label", "retain_access")
+RESERVED = ("name", "label", "retain_access", "tuning")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
 TABLES = ("main", "access", "ablation", "grid", "sequential")
 
 
 @attrs.frozen
 class MethodSpec:
-    """A method to run: its registered `name`, a row `label`, an optional fixed γ and its config."""
+    """A method to run: its registered `name`, a row `label`, an optional fixed γ and its config
+    (and, for a config from `unlearnkit tune`, `tuning`: where it came from)."""
 
     name: str
     label: str
     retain_access: Optional[float] = None
     config: dict = attrs.field(factory=dict)
+    tuning: Optional[dict] = None
 
 
 @attrs.frozen
@@ -109,7 +111,7 @@ def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]
         gamma = item.get("retain_access")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1):
             raise ConfigError([f"{where}.retain_access: must be in (0, 1], got {gamma!r}"])
-        specs.append(MethodSpec(item["name"], str(item.get("label", item["name"])), gamma, config))
+        specs.append(MethodSpec(item["name"], str(item.get("label", item["name"])), gamma, config, item.get("tuning")))
     labels = [s.label for s in specs]
     dupes = sorted({l for l in labels if labels.count(l) > 1})
     if dupes:
