@@ -107,6 +107,7 @@ class Tuner:
 
     def __init__(self, settings: TuneSettings, out: Path, *, storage_url: Optional[str] = None, device: str = "cpu",
                  heartbeat: int = HEARTBEAT_S, progress: bool = False, pruner: Optional[optuna.pruners.BasePruner] = None):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.settings, self.out, self.device, self.progress = settings, Path(out), device, progress
         self.storage_url, self.heartbeat = storage_url, heartbeat
         self.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=len(settings.bench.seeds) - 1)
@@ -180,7 +181,6 @@ class Tuner:
     def work(self, method: str, *, worker: int = 0, on_trial: Optional[Callable[[optuna.trial.FrozenTrial], None]] = None) -> None:
         """Run trials of the method's study until N are counted and finished, then return. Waits for
         others' running trials (or their heartbeat to go stale, and their retry) before it ends."""
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.references()
         study = self.study(method, worker)
         objective = self.objective(method, study)
