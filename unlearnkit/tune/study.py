@@ -230,12 +230,13 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-def _worker(settings: TuneSettings, out: Path, storage_url: Optional[str], device: str, heartbeat: int, method: str, index: int) -> None:
+def _worker(settings: TuneSettings, out: Path, storage_url: Optional[str], device: str, heartbeat: int,
+            pruner: optuna.pruners.BasePruner, method: str, index: int) -> None:
     """A spawned worker process: one thread, trials of `method` until the study has N."""
     import torch
 
     torch.set_num_threads(1)
-    Tuner(settings, out, storage_url=storage_url, device=device, heartbeat=heartbeat).work(method, worker=index)
+    Tuner(settings, out, storage_url=storage_url, device=device, heartbeat=heartbeat, pruner=pruner).work(method, worker=index)
 
 
 def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Optional[Callable[[optuna.trial.FrozenTrial], None]] = None,
@@ -249,7 +250,7 @@ def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Option
     import torch
 
     tuner.references()
-    study = tuner.study(method)
+    study = tuner.study(method)  # made here, so the default trial is enqueued once
     if workers == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -259,7 +260,7 @@ def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Option
             torch.set_num_threads(threads)
         return
     context = multiprocessing.get_context("spawn")
-    args = (tuner.settings, tuner.out, tuner.storage_url, tuner.device, tuner.heartbeat, method)
+    args = (tuner.settings, tuner.out, tuner.storage_url, tuner.device, tuner.heartbeat, tuner.pruner, method)
     processes = [context.Process(target=_worker, args=(*args, i), daemon=True) for i in range(workers)]
     for p in processes:
         p.start()
