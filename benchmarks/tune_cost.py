@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rate = {k: 3600 * args.trials / seconds for k, (seconds, _) in measured.items()}
     result = {"workers_speedup": rate[2] / rate[1], "trial_overhead": overhead(measured[1][1]),
               "trials_per_hour_1": rate[1], "trials_per_hour_2": rate[2]}
-    print(f"| workers | trials | seconds | trials / hour |\n|---|---|---|---|")
+    print("| workers | trials | seconds | trials / hour |\n|---|---|---|---|")
     for k, (seconds, _) in measured.items():
         print(f"| {k} | {args.trials} | {seconds:.1f} | {rate[k]:.0f} |")
     print(f"{args.method} on mnist1d-{args.num_samples}, random:0.1, seeds 3 and 4: 2 workers {result['workers_speedup']:.2f}x one; "

@@ -28,7 +28,7 @@ def add_parser(sub: Any, common: Any, count: Any, seeds: Any, gamma: Any, datase
     """The `tune` subcommand; `common` and `dataset_options` add shared options, the others parse values."""
     p = sub.add_parser(
         "tune", help="tune methods with Optuna on tuning cells and seeds, the same budget for every method",
-        description="Tune each method with the same number of TPE trials, its length capped at 20%% of Retrain's optimiser "
+        description="Tune each method with the same number of TPE trials, its length capped at 20% of Retrain's optimiser "
                     "steps, the objective its mean (or worst) average gap to Retrain over the forget cells and tuning seeds. "
                     "The study lives in --out: run the command again to continue it. Writes tuning.json, tuning.md and "
                     "tuned/METHOD.toml (for `unlearnkit unlearn --config` and `unlearnkit bench --tuned`); see docs/cli.md.")
@@ -126,16 +126,20 @@ def cmd_tune(args: argparse.Namespace, device_of: Any) -> int:
         man = manifest(tuner, previous)
         out.mkdir(parents=True, exist_ok=True)
         for method in settings.methods:
-            _tune_one(tuner, method, args.workers, quiet=args.quiet)
+            _tune_one(tuner, method, args.workers, man["setting_hash"], quiet=args.quiet)
             write_outputs(tuner, man)
     print(report.markdown(man, json.loads((out / report.TUNING_JSON).read_text())["methods"]), end="")
     print(f"results: {out / report.TUNING_MD}, {out / report.TUNING_JSON}, {out / report.TUNED}/; one line per trial in {out / LOG_FILE}")
     return 0
 
 
-def _tune_one(tuner: Tuner, method: str, workers: int, *, quiet: bool) -> None:
+def _tune_one(tuner: Tuner, method: str, workers: int, setting_hash: str, *, quiet: bool) -> None:
     tuner.references()
     study = tuner.study(method)
+    recorded = study.user_attrs.get("setting_hash", setting_hash)
+    if recorded != setting_hash:  # a shared --storage holding this method's study of another setting
+        raise UsageError(f"the storage holds a study {method!r} of another setting ({recorded}, not {setting_hash}); use another --storage")
+    study.set_user_attr("setting_hash", setting_hash)
     n = tuner.settings.trials
     done = min(n, sum(map(finished, study.get_trials(deepcopy=False))))
     bar = progress_bar(desc=f"tune {method}", total=n, initial=done, unit="trial", each=True, enabled=not quiet)

@@ -264,7 +264,7 @@ def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Option
     processes = [context.Process(target=_worker, args=(*args, i), daemon=True) for i in range(workers)]
     for p in processes:
         p.start()
-    seen: set[int] = set()
+    seen = {t.number for t in study.get_trials(deepcopy=False) if finished(t)}  # finished before this run
     try:
         while True:
             alive = any(p.is_alive() for p in processes)
