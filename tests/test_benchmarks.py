@@ -65,5 +65,5 @@ def test_tune_cost_ends_with_the_speedup_and_the_overhead(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("| workers |")
     last = json.loads(lines[-1])
-    assert set(last) == {"workers_speedup", "trial_overhead", "trials_per_hour_1", "trials_per_hour_2"}
+    assert set(last) == {"workers_speedup", "trial_overhead", "trials_per_hour_1", "trials_per_hour_2", "startup_s_2"}
     assert last["workers_speedup"] > 0 and last["trial_overhead"] >= 1

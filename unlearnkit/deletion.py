@@ -92,7 +92,8 @@ def build_report(
         "dataset": {"name": task.dataset, "config": task.dataset_config, "fingerprint": task.fingerprint,
                     "classes": list(task.class_names) if task.class_names is not None else task.num_classes,
                     "train": len(task.train), "val": len(task.val), "test": len(task.test), "val_from": task.val_from},
-        "method": {"name": method, "config": config, "retain_access": task.retain_access, "seed": seed, "tuned": tuned},
+        "method": {"name": method, "config": config, "retain_access": task.retain_access, "seed": seed,
+                   **({"tuned": tuned} if tuned else {})},
         "data_read": {"declared": sorted(view.reads), "read": reads, "retain_available": len(task.retain_full)},
         "run_info": getattr(unlearner, "run_info", None) or None,  # None: the method reports nothing about its run
         "wall_seconds": seconds,
