@@ -181,6 +181,8 @@ class Tuner:
     def work(self, method: str, *, worker: int = 0, on_trial: Optional[Callable[[optuna.trial.FrozenTrial], None]] = None) -> None:
         """Run trials of the method's study until N are counted and finished, then return. Waits for
         others' running trials (or their heartbeat to go stale, and their retry) before it ends."""
+        import torch._dynamo  # noqa: F401  (a process's first optimiser step imports it, ~2 s: not in a trial's time)
+
         self.references()
         study = self.study(method, worker)
         objective = self.objective(method, study)
