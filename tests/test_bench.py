@@ -52,7 +52,7 @@ def test_markdown_shows_value_std_and_gap():
 
 def test_plans_follow_the_paper_tables(monkeypatch):
     methods = tuple(plan.MethodSpec(n, n) for n in ("original", "retrain", "ft", "salun", "ltu"))
-    monkeypatch.setattr(plan, "_paper_gamma", lambda name: 0.3 if name == "ltu" else 1.0)
+    monkeypatch.setattr(plan, "paper_gamma", lambda name: 0.3 if name == "ltu" else 1.0)
     settings = plan.BenchSettings(dataset="mnist1d", dataset_config={}, model="cnn1d", model_config={}, train={},
                                   methods=methods, forget=("random:0.1", "random:0.5"), retain_access=None,
                                   seeds=(0, 1, 2), tables=("main", "access", "ablation"), attack=None)
@@ -64,7 +64,7 @@ def test_plans_follow_the_paper_tables(monkeypatch):
     assert {(j.spec.name, j.retain_access) for j in access} == {(n, g) for n in ("ft", "salun", "ltu") for g in (0.1, 0.3)}
     assert {j.forget for j in access} == {"random:0.1"}
     ablation = [j for j in jobs if j.table == "ablation"]
-    ltu_ablations = plan._unlearner_class("ltu").ablations
+    ltu_ablations = plan.unlearner_class("ltu").ablations
     assert {j.spec.label for j in ablation} == {f"ltu {a}" for a in ltu_ablations} and len(ablation) == len(ltu_ablations) * 3
     assert len({j.key() for j in jobs}) == len(jobs)
 

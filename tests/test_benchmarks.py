@@ -54,3 +54,16 @@ def test_audit_cost_compares_the_reference_and_ends_with_the_json_line(tmp_path)
     last = json.loads(lines[-1])
     assert set(last) == {"reference_s", "vectorised_s", "speedup", "max_abs_diff"}
     assert last["max_abs_diff"] == 0.0 and last["speedup"] > 1
+
+
+def test_tune_cost_ends_with_the_speedup_and_the_overhead(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "tune_cost.py"), "--trials", "2", "--num-samples", "600", "--epochs", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("| workers |")
+    last = json.loads(lines[-1])
+    assert set(last) == {"workers_speedup", "trial_overhead", "trials_per_hour_1", "trials_per_hour_2", "startup_s_2"}
+    assert last["workers_speedup"] > 0 and last["trial_overhead"] >= 1

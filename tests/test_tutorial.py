@@ -60,3 +60,7 @@ def test_the_tutorial_runs_as_written(tmp_path, monkeypatch, capfd):
     _, meta = load_checkpoint(tmp_path / "imported.pt")
     assert meta["kind"] == "imported" and meta["class_names"] == ["apple", "leaf", "sky"]
     assert json.loads((tmp_path / "customers" / "report.json").read_text())["request"]["count"] == 3
+    tuned = json.loads((tmp_path / "customers-2" / "report.json").read_text())["method"]
+    tuning = json.loads((tmp_path / "people-tuning" / "tuning.json").read_text())
+    assert tuned["name"] == "neggrad-plus" and tuned["tuned"]["score"] == tuning["methods"]["neggrad-plus"]["best_value"]
+    assert tuned["tuned"]["forget"] == ["random:0.01"] and tuned["config"].items() >= tuning["methods"]["neggrad-plus"]["best"].items()

@@ -52,10 +52,11 @@ from unlearnkit.engine.progress import progress_bar
 from unlearnkit.engine.stopping import StopMonitor, StopSettings, stop_rule
 from unlearnkit.engine.training import batches, check_finite_loss, train_model
 from unlearnkit.models import features_and_logits, penultimate_features
+from unlearnkit.tune.space import Cell, SearchSpace
 
 __all__ = [
-    "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
-    "DuplicateComponentError", "ForgetSpec", "NothingRemovedError", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
+    "ArrayDataset", "Audit", "AuditResult", "Cell", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
+    "DuplicateComponentError", "ForgetSpec", "NothingRemovedError", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "SearchSpace", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",

@@ -40,19 +40,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 ACCESS_METHODS = ("ft", "randl", "badt", "salun", "ltu", "neggrad-plus", "scrub", "l1-sparse", "sfron")  # Table 2 (+ later baselines)
 ACCESS_LEVELS = (0.1, 0.3)
-RESERVED = ("name", "label", "retain_access")
+RESERVED = ("name", "label", "retain_access", "tuning")
 REFERENCES = ("original", "retrain")  # rows every main table holds: the input model and the gold model
 TABLES = ("main", "access", "ablation", "grid", "sequential")
 
 
 @attrs.frozen
 class MethodSpec:
-    """A method to run: its registered `name`, a row `label`, an optional fixed γ and its config."""
+    """A method to run: its registered `name`, a row `label`, an optional fixed γ and its config
+    (and, for a config from `unlearnkit tune`, `tuning`: where it came from)."""
 
     name: str
     label: str
     retain_access: Optional[float] = None
     config: dict = attrs.field(factory=dict)
+    tuning: Optional[dict] = None
 
 
 @attrs.frozen
@@ -109,7 +111,7 @@ def parse_methods(items: list[Any], path: str = "$.methods") -> list[MethodSpec]
         gamma = item.get("retain_access")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1):
             raise ConfigError([f"{where}.retain_access: must be in (0, 1], got {gamma!r}"])
-        specs.append(MethodSpec(item["name"], str(item.get("label", item["name"])), gamma, config))
+        specs.append(MethodSpec(item["name"], str(item.get("label", item["name"])), gamma, config, item.get("tuning")))
     labels = [s.label for s in specs]
     dupes = sorted({l for l in labels if labels.count(l) > 1})
     if dupes:
@@ -190,7 +192,7 @@ def plan(settings: BenchSettings) -> list[Job]:
             for table in settings.tables:
                 if table == "main":
                     for spec in settings.methods:
-                        gamma = default_gamma[spec.label] or settings.retain_access or _paper_gamma(spec.name)
+                        gamma = default_gamma[spec.label] or settings.retain_access or paper_gamma(spec.name)
                         jobs.append(Job(table, spec, forget, gamma, seed))
                 elif table == "grid":
                     jobs += _grid_jobs(settings, forget, seed)
@@ -206,20 +208,20 @@ def _grid_jobs(settings: BenchSettings, forget: str, seed: int) -> list[Job]:
         if spec.name in REFERENCES:
             jobs.append(Job("grid", spec, forget, 1.0, seed))
             continue
-        cls = _unlearner_class(spec.name)
+        cls = unlearner_class(spec.name)
         default_stop = getattr(make_config(registry.get("unlearner", spec.name)), "stop", None)
         for label, config, gammas in grid.variants(spec.name, spec.label, spec.config, cls.reads, default_stop):
             jobs += [Job("grid", MethodSpec(spec.name, label, None, config), forget, g, seed) for g in gammas]
     return jobs
 
 
-def _paper_gamma(name: str) -> float:
+def paper_gamma(name: str) -> float:
     if name in REFERENCES:
         return 1.0
-    return float(getattr(_unlearner_class(name), "default_retain_access", 1.0))
+    return float(getattr(unlearner_class(name), "default_retain_access", 1.0))
 
 
-def _unlearner_class(name: str) -> type:
+def unlearner_class(name: str) -> type:
     entry = registry.get("unlearner", name)
     return type(entry.factory(make_config(entry)))
 
@@ -230,13 +232,13 @@ def _extra_jobs(table: str, settings: BenchSettings, forget: str, seed: int) -> 
     for spec in settings.methods:
         configs.setdefault(spec.name, spec.config)
     if table == "sequential":
-        gamma = {s.label: s.retain_access or settings.retain_access or _paper_gamma(s.name) for s in settings.methods}
+        gamma = {s.label: s.retain_access or settings.retain_access or paper_gamma(s.name) for s in settings.methods}
         return [Job(table, spec, sequential.REQUEST_SPEC, gamma[spec.label], seed, k)
                 for k in range(1, sequential.REQUESTS + 1) for spec in settings.methods]
     if table == "access":
         return [Job(table, MethodSpec(n, n, None, configs[n]), forget, g, seed) for n in ACCESS_METHODS if n in configs for g in ACCESS_LEVELS]
     return [  # each method's own ablations (`Unlearner.ablations`), e.g. LTU's Tables 3-4
-        Job(table, MethodSpec(name, f"{name} {label}", None, {**configs[name], **config}), forget, _paper_gamma(name), seed)
+        Job(table, MethodSpec(name, f"{name} {label}", None, {**configs[name], **config}), forget, paper_gamma(name), seed)
         for name in sorted(set(configs) - set(REFERENCES))
-        for label, config in _unlearner_class(name).ablations.items()
+        for label, config in unlearner_class(name).ablations.items()
     ]

@@ -173,7 +173,7 @@ class Bench:
         return {
             "table": job.table, "method": job.spec.label, "name": job.spec.name, "config": job.spec.config,
             "dataset": self.settings.dataset, "model": self.settings.model, "forget": job.forget,
-            "retain_access": job.retain_access, "seed": job.seed,
+            "retain_access": job.retain_access, "seed": job.seed, **({"tuning": job.spec.tuning} if job.spec.tuning else {}),
         }
 
     def _manifest(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The `unlearnkit` command line: plugins, train, import, unlearn, evaluate, bench, audit.
+"""The `unlearnkit` command line: plugins, train, import, unlearn, evaluate, bench, audit, tune.
 
 Runs the commands whose options `unlearnkit.cli.parser` reads. Usage errors exit with status 2
 and runtime failures with 1, each with one line on stderr naming the bad value; no traceback.
@@ -37,6 +37,7 @@ from unlearnkit.engine.checkpoint import load_model, save_checkpoint
 from unlearnkit.engine.evaluation import evaluate
 from unlearnkit.engine.runconfig import RunConfig, load_run_config
 from unlearnkit.engine.training import train_model
+from unlearnkit.tune import command as tune_command
 
 __all__ = ["COMMANDS", "DOCS", "build_parser", "main"]
 
@@ -276,7 +277,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         report = deletion.build_report(
             task=task, view=view, method=name, config=unlearned["config"], unlearner=unlearner, seed=seed, before=before,
             after=after, seconds=seconds, attack=attack, source=str(args.checkpoint), output=str(out), model=new,
-            request_spec=unlearned["forget"], requests=len(record["requests"]), warnings=warnings)
+            request_spec=unlearned["forget"], requests=len(record["requests"]), warnings=warnings,
+            tuned=cfg.tuned or None)
         deletion.write_report(report_paths, report)
     for warning in warnings:
         print(f"unlearnkit: warning: {warning}", file=sys.stderr)
@@ -321,6 +323,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = plan.overlay(options, methods=args.methods, num_samples=args.num_samples, epochs=args.epochs)
     if args.dataset_option:
         options["dataset_config"] = {**(options.get("dataset_config") or {}), **dict(args.dataset_option)}
+    options = tune_command.with_tuned(options, args.tuned)
     regimes = plan.regimes(options)
     device = _device(args.device)
     rank0 = distributed.is_main()
@@ -373,5 +376,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return audit_cli.cmd_audit(args, _device)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    return tune_command.cmd_tune(args, _device)
+
+
 COMMANDS = {"plugins": cmd_plugins, "train": cmd_train, "import": cmd_import, "unlearn": cmd_unlearn, "evaluate": cmd_evaluate,
-            "bench": cmd_bench, "audit": cmd_audit}
+            "bench": cmd_bench, "audit": cmd_audit, "tune": cmd_tune}

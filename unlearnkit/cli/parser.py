@@ -16,6 +16,7 @@ from unlearnkit.cli import audit as audit_cli
 from unlearnkit.core import __version__
 from unlearnkit.core.errors import UsageError
 from unlearnkit.deletion import report as deletion
+from unlearnkit.tune import command as tune_command
 
 #: Where the documentation is: the wheel installs no docs, so name the files in the source tree.
 DOCS = ("Documentation: docs/cli.md (commands, outputs, exit status) and docs/configuration.md (TOML run "
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_seed, default=None, metavar="N", help="override the recipe's epochs")
     p.add_argument("--out", default="bench-out", metavar="DIR", help="folder for results and the model cache")
     p.add_argument("--wait", action="store_true", help="if another run is using --out, wait for it to finish instead of refusing")
+    p.add_argument("--tuned", action="append", type=_existing_folder, default=[], metavar="DIR",
+                   help="also run each method tuned in DIR (an `unlearnkit tune` --out) with its tuned config, as "
+                        "'NAME tuned'; refuses DIR's tuning seeds (repeatable)")
     p.add_argument("--rows-from", action="append", type=_existing_folder, default=[], metavar="DIR",
                    help="also take the finished rows of another --out of the same setting, e.g. seeds run in parallel "
                         "processes; read only (repeatable)")
@@ -208,4 +212,5 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     audit_cli.add_parser(sub, _common, _seed, _gamma)
+    tune_command.add_parser(sub, _common, _seed, _seeds, _gamma, _dataset_options)
     return parser

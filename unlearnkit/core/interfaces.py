@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -59,6 +59,9 @@ class Unlearner(ABC):
       the ones given (a stop rule restored the original, or no step moved anything) — not a deletion.
       The bench copies it into the results row.
     - A divergence names the config fields to lower (`divergence_settings`) with their values.
+    - `search_space(trial, space)` declares what `unlearnkit tune` may change: the shared axes
+      and the method's own knobs, its length capped at 20 % of Retrain's optimiser steps, its
+      default a point of the space; every point builds a valid config.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -113,6 +116,20 @@ class Unlearner(ABC):
     @abstractmethod
     def run(self, model: nn.Module, task: TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         """Unlearn `task.forget` from `model` (a private copy: modify it or return another)."""
+
+    @classmethod
+    def search_space(cls, trial: Any, space: Any) -> Optional[dict[str, Any]]:
+        """The config overrides of one tuning trial (`unlearnkit tune`), or None: declares no space.
+
+        `trial` is an Optuna trial, `space` an `unlearnkit.tune.SearchSpace`: the method's default
+        config (`space.default`), the tuning cells' sizes and the shared axes (`space.lr`,
+        `space.weight_decay`, `space.batch_size`), own knobs (`space.float`, `space.int`,
+        `space.choice`) and lengths capped at `space.fraction` of Retrain's optimiser steps
+        (`space.repeats`, `space.share`). Each parameter is named after the config field it sets,
+        and the dict returned is exactly the fields suggested; every point builds a valid config,
+        and the default is a point of the space (its length cut to the cap when it exceeds it).
+        """
+        return None
 
 
 class MembershipAttack(ABC):

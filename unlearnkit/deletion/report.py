@@ -104,9 +104,9 @@ def measure(model: nn.Module, task: UnlearningTask, attack: Optional[str], *, se
 def build_report(
     *, task: UnlearningTask, view: TaskView, method: str, config: dict[str, Any], unlearner: Any, seed: int,
     before: dict[str, Any], after: dict[str, Any], seconds: float, attack: Optional[str], source: str, output: str,
-    model: nn.Module, request_spec: str, requests: int, warnings: Sequence[str] = (),
+    model: nn.Module, request_spec: str, requests: int, warnings: Sequence[str] = (), tuned: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
-    """The report as JSON-able data; `warnings` come first in it."""
+    """The report as JSON-able data; `warnings` come first in it; `tuned`: the `[tuned]` table of a config from `unlearnkit tune`."""
     request = task.request
     reads = {part: len(getattr(task, part)) for part in sorted(view.accessed)}
     return {
@@ -122,7 +122,8 @@ def build_report(
         "dataset": {"name": task.dataset, "config": task.dataset_config, "fingerprint": task.fingerprint,
                     "classes": list(task.class_names) if task.class_names is not None else task.num_classes,
                     "train": len(task.train), "val": len(task.val), "test": len(task.test), "val_from": task.val_from},
-        "method": {"name": method, "config": config, "retain_access": task.retain_access, "seed": seed},
+        "method": {"name": method, "config": config, "retain_access": task.retain_access, "seed": seed,
+                   **({"tuned": tuned} if tuned else {})},
         "data_read": {"declared": sorted(view.reads), "read": reads, "retain_available": len(task.retain_full)},
         "run_info": getattr(unlearner, "run_info", None) or None,  # None: the method reports nothing about its run
         "wall_seconds": seconds,
@@ -179,6 +180,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"config `{json.dumps(m['config'], sort_keys=True)}`.",
         f"- **Data read by the method**: {reads} (declared: {', '.join(report['data_read']['declared'])}; the test split is never readable).",
     ]
+    tuned = m.get("tuned")
+    if tuned:
+        lines.append(f"- **Tuned config**: by `unlearnkit tune` (study `{tuned.get('manifest')}`) on {tuned.get('dataset')}, "
+                     f"mock request(s) {', '.join(tuned.get('forget', []))}, seeds {', '.join(map(str, tuned.get('seeds', [])))}: "
+                     f"{tuned.get('criterion')} average gap to Retrain {tuned.get('score', float('nan')):.2f} there "
+                     f"(the default's {tuned.get('default_score', float('nan')):.2f}).")
     info = report.get("run_info") or {}
     if "stop_reason" in info or "steps" in info:
         lines.append(f"- **Stop**: {info.get('stop_reason', 'fixed schedule')} after {info.get('steps', '?')} steps.")

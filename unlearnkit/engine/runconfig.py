@@ -7,6 +7,7 @@
     [method]    name = "ltu" plus that method's options    (unlearn)
     [bench]     preset, forget, seeds, tables, attack, retain_access, methods = [...]
                 ([[bench.methods]] tables: name, optional label and retain_access, options)
+    [tuned]     where a config written by `unlearnkit tune` came from (the deletion report names it)
 
 Command-line flags override the file; unknown sections or keys are errors.
 """
@@ -52,6 +53,7 @@ class RunConfig:
     train: dict[str, Any] = attrs.field(factory=dict)
     method: dict[str, Any] = attrs.field(factory=dict)
     bench: BenchSection = BenchSection()
+    tuned: dict[str, Any] = attrs.field(factory=dict)
 
     def bench_options(self) -> dict[str, Any]:
         """The bench options this file sets (None where it is silent)."""

@@ -23,9 +23,11 @@ from torch import nn
 from unlearnkit.core.access import TASK_PARTS
 from unlearnkit.core.errors import DataAccessError
 from unlearnkit.core.interfaces import Unlearner
-from unlearnkit.core.registry import get_unlearner
+from unlearnkit.core.plugins import registry
+from unlearnkit.core.registry import get_unlearner, make_config
 from unlearnkit.data.tasks import UnlearningTask
 from unlearnkit.testing import trained_tiny_model
+from unlearnkit.tune.space import SearchSpace, cell_of, default_point, sample
 
 __all__ = [
     "CHECKS",
@@ -36,6 +38,7 @@ __all__ = [
     "check_reads_only_declared_parts",
     "check_finishes_with_finite_outputs",
     "check_runs_on_requested_device",
+    "check_search_space_builds_valid_configs",
 ]
 
 _PARTS = ("train", "val", "test", "forget", "retain_full", "retain")
@@ -163,6 +166,41 @@ def check_runs_on_requested_device(name: str) -> None:
         assert torch.isfinite(logits).all(), f"{name}: non-finite logits on {device}"
 
 
+SPACE_SAMPLES = 12  # random points of the space drawn by `check_search_space_builds_valid_configs`
+
+
+def check_search_space_builds_valid_configs(name: str) -> None:
+    """`search_space` is declared; on the tiny task its default point is the default config itself
+    (a budget of one Retrain leaves it uncut), and every point drawn at random, at that budget and
+    at the 20 % one, builds a valid config and is returned exactly as suggested."""
+    import optuna
+
+    unlearner = _unlearner(name)
+    cls, entry = type(unlearner), registry.get("unlearner", name)
+    if cls.search_space.__func__ is Unlearner.search_space.__func__:
+        raise AssertionError(f"{name}: declares no search space; define the classmethod `search_space(trial, space)` (docs/plugins.md)")
+    _, task = trained_tiny_model()
+    overrides = getattr(cls, "contract_config", None) or {}
+    for fraction in (1.0, 0.2):
+        space = SearchSpace(unlearner.config, (cell_of(task),), fraction)
+        try:
+            point, cut = default_point(cls, space)
+        except (AttributeError, ValueError) as exc:
+            raise AssertionError(f"{name}: its default is not a point of its search space: {exc}") from None
+        if fraction == 1.0:
+            assert not cut, f"{name}: its search space does not contain its default {cut} (name -> (default, the closest point))"
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(SPACE_SAMPLES):
+            trial = study.ask()
+            drawn = sample(cls, trial, space)
+            assert drawn == trial.params, f"{name}: search_space returned {drawn!r} but suggested {trial.params!r}"
+            try:
+                make_config(entry, {**overrides, **drawn})
+            except Exception as exc:  # noqa: BLE001 - any failure is the breach reported
+                raise AssertionError(f"{name}: the search space's point {drawn!r} is not a valid config: {exc}") from None
+            study.tell(trial, 0.0)
+
+
 CHECKS = [
     check_declares_readable_parts,
     check_leaves_input_untouched,
@@ -171,4 +209,5 @@ CHECKS = [
     check_reads_only_declared_parts,
     check_finishes_with_finite_outputs,
     check_runs_on_requested_device,
+    check_search_space_builds_valid_configs,
 ]

@@ -29,6 +29,10 @@ class Honest(uk.Unlearner):
         task.forget
         return model.eval()
 
+    @classmethod
+    def search_space(cls, trial, space):
+        return {}
+
 
 class DeclaresTest(Honest):
     reads = frozenset({"forget", "test"})
@@ -92,6 +96,34 @@ class Explodes(Honest):
         return model.eval()
 
 
+class NoSpace(Honest):
+    search_space = uk.Unlearner.search_space
+
+
+class SpaceOfUnknownField(Honest):
+    @classmethod
+    def search_space(cls, trial, space):
+        return {"lr": space.lr(trial)}  # RetrainConfig has no lr
+
+
+class SpaceWithoutItsDefault(Honest):
+    @classmethod
+    def search_space(cls, trial, space):
+        return {"epochs": trial.suggest_int("epochs", 20, 30)}  # FTConfig's default is 10
+
+
+class SpaceOfInvalidPoints(Honest):
+    @classmethod
+    def search_space(cls, trial, space):
+        return {"epochs": space.int(trial, "epochs", -1000, 10)}  # epochs must be positive
+
+
+class SpaceReturnsOtherValues(Honest):
+    @classmethod
+    def search_space(cls, trial, space):
+        return {"epochs": 2 * space.int(trial, "epochs", 1, 10)}
+
+
 BREACHES = [
     (DeclaresTest, contract.check_declares_readable_parts, "test split"),
     (MutatesInput, contract.check_leaves_input_untouched, "modified the input model"),
@@ -103,6 +135,13 @@ BREACHES = [
     (Unseeded, contract.check_same_seed_same_model_on_cpu, "differ"),
     (ReadsUndeclared, contract.check_reads_only_declared_parts, "beyond its declared reads"),
     (Explodes, contract.check_finishes_with_finite_outputs, "non-finite"),
+    (NoSpace, contract.check_search_space_builds_valid_configs, "declares no search space"),
+    (SpaceOfUnknownField, contract.check_search_space_builds_valid_configs, "not a field of RetrainConfig"),
+]
+SPACE_BREACHES = [  # on FTConfig, which has epochs
+    (SpaceWithoutItsDefault, "does not contain its default"),
+    (SpaceOfInvalidPoints, "is not a valid config"),
+    (SpaceReturnsOtherValues, "but suggested"),
 ]
 
 
@@ -127,6 +166,13 @@ def test_the_contract_suite_catches_a_breach(register_component, cls, check, mes
     finally:
         if task is not None:
             task.forget.y.copy_(saved)  # the tiny task is cached for the whole session
+
+
+@pytest.mark.parametrize(("cls", "message"), SPACE_BREACHES, ids=[c.__name__ for c, _ in SPACE_BREACHES])
+def test_the_contract_suite_catches_a_bad_search_space(register_component, cls, message):
+    register_component("unlearner", "test-space", cls, BASELINES["ft"][1])
+    with pytest.raises(AssertionError, match=message):
+        contract.check_search_space_builds_valid_configs("test-space")
 
 
 def test_contract_config_overrides_apply_to_every_check(register_component):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -90,3 +90,13 @@ class BadTeacher(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes (Adam: no weight decay), the distillation `temperature`, the part of
+        D̂_r distilled (`retain_fraction`) and `epochs` (each a pass over D_f and that part) within the budget."""
+        fraction = space.float(trial, "retain_fraction", 0.1, 1.0)
+        return {
+            **space.shared(trial, weight_decay=False), "temperature": space.float(trial, "temperature", 0.5, 10.0, log=True),
+            "retain_fraction": fraction, "epochs": space.repeats(trial, "epochs", lambda c: c.forget + fraction * c.retain),
+        }

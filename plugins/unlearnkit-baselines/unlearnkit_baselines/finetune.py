@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -55,6 +55,11 @@ class FineTune(uk.Unlearner):
         )
         return monitor.finish(model)
 
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, and `epochs` (each a pass over D̂_r) within the budget."""
+        return {**space.shared(trial), "epochs": space.repeats(trial, "epochs", lambda c: c.retain)}
+
 
 @config_class
 class GAConfig(uk.StopSettings):
@@ -105,3 +110,8 @@ class GradientAscent(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, and `epochs` (each a pass over D_f) within the budget."""
+        return {**space.shared(trial), "epochs": space.repeats(trial, "epochs", lambda c: c.forget)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -87,3 +87,12 @@ class FisherForgetting(uk.Unlearner):
                 noise = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
                 p.add_(std * noise)
         return model.eval()
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The noise: α, the clamp on its std and the head's multiplier. Training-free (no
+        optimiser step), so no length; `batch_size` changes memory only and is not tuned."""
+        return {
+            "alpha": space.float(trial, "alpha", 1e-3, 10.0, log=True), "max_std": space.float(trial, "max_std", 1e-4, 1e-1, log=True),
+            "head_scale": space.float(trial, "head_scale", 1.0, 100.0, log=True),
+        }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -92,3 +92,14 @@ class NegGradPlus(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, β, and `epochs` within the budget: each a pass over D̂_r, every batch
+        with a forget batch of `forget_batch_size` (its default: one forget batch per retain batch)."""
+        shared, forget_batch = space.shared(trial), space.default.forget_batch_size
+
+        def epoch(c: uk.Cell) -> float:
+            return c.retain + steps_per_epoch(c.retain, shared["batch_size"]) * forget_batch
+
+        return {**shared, "beta": space.float(trial, "beta", 0.5, 1.0), "epochs": space.repeats(trial, "epochs", epoch)}

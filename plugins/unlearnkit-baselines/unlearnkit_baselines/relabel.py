@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 import attrs
 import torch
@@ -96,6 +96,12 @@ class RandomLabel(uk.Unlearner):
                 break
         return monitor.finish(model.eval())
 
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, how D_f and D̂_r meet (`mix`), and `epochs` (each a pass over both) within the budget."""
+        mix = space.choice(trial, "mix", MIXES)
+        return {**space.shared(trial), "mix": mix, "epochs": space.repeats(trial, "epochs", lambda c: c.forget + c.retain)}
+
 
 @config_class
 class AmnesiacConfig(uk.StopSettings):
@@ -140,3 +146,8 @@ class Amnesiac(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes (Adam: no weight decay), and `epochs` (each a pass over D_f and D̂_r) within the budget."""
+        return {**space.shared(trial, weight_decay=False), "epochs": space.repeats(trial, "epochs", lambda c: c.forget + c.retain)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -36,3 +36,8 @@ class Retrain(uk.Unlearner):
             fresh, task.retain_full, recipe=task.recipe, augment=task.augment, seed=seed,
             device=device, progress=progress, who="retrain",
         )
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """Nothing to tune: Retrain is the reference every gap is measured against (the original recipe on D_r)."""
+        return {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -130,3 +130,9 @@ class SalUn(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, the mask ratio (`sparsity`), and `epochs` (each a pass over D_f and D̂_r) within the budget."""
+        sparsity = space.float(trial, "sparsity", 0.1, 0.9)
+        return {**space.shared(trial), "sparsity": sparsity, "epochs": space.repeats(trial, "epochs", lambda c: c.forget + c.retain)}

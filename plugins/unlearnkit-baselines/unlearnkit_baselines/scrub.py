@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import ClassVar, Iterable, Optional
+from typing import Any, ClassVar, Iterable, Optional
 
 import attrs
 import torch
@@ -144,3 +144,13 @@ class Scrub(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, α, γ, T, and `epochs` within the budget (each a min pass over D̂_r and,
+        counted for every epoch, a max pass over D_f) with `max_epochs` of them maximising."""
+        epochs = space.repeats(trial, "epochs", lambda c: c.forget + c.retain)
+        return {
+            **space.shared(trial), "alpha": space.float(trial, "alpha", 1e-4, 1.0, log=True), "gamma": space.float(trial, "gamma", 0.1, 1.0),
+            "temperature": space.float(trial, "temperature", 1.0, 8.0), "epochs": epochs, "max_epochs": space.int(trial, "max_epochs", 0, epochs),
+        }

@@ -205,3 +205,14 @@ class SFRon(uk.Unlearner):
             if monitor.check(model, step):
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, the mask `threshold`, the ascent's weight `forget_alpha`, and `iterations`
+        within the budget: each a retain batch, and a forget batch every `forget_every` of them."""
+        shared = space.shared(trial)
+        threshold = space.float(trial, "threshold", 0.1, 10.0, log=True)
+        forget_alpha = space.float(trial, "forget_alpha", 1.0, 1e4, log=True)
+        per_iteration = shared["batch_size"] * (1 + 1 / space.default.forget_every)
+        iterations = space.repeats(trial, "iterations", lambda c: per_iteration)
+        return {**shared, "threshold": threshold, "forget_alpha": forget_alpha, "iterations": iterations}

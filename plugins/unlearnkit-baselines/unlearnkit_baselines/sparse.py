@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -94,3 +94,9 @@ class L1Sparse(uk.Unlearner):
             if monitor.stopped:
                 break
         return monitor.finish(model.eval())
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """The shared axes, the ℓ1 weight α, and `epochs` (each a pass over D̂_r) within the budget."""
+        alpha = space.float(trial, "alpha", 1e-5, 1e-2, log=True)
+        return {**space.shared(trial), "alpha": alpha, "epochs": space.repeats(trial, "epochs", lambda c: c.retain)}

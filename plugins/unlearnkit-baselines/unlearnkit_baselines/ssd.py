@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -84,3 +84,11 @@ class SelectiveSynapticDampening(uk.Unlearner):
                 )
                 p.copy_(torch.where(beta < 1, p * beta, p))
         return model.eval()
+
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """SSD's α (`selection_weighting`) and λ (`dampening_constant`). Training-free, so no length."""
+        return {
+            "selection_weighting": space.float(trial, "selection_weighting", 1.0, 100.0, log=True),
+            "dampening_constant": space.float(trial, "dampening_constant", 0.1, 10.0, log=True),
+        }

@@ -271,6 +271,21 @@ class LtuUnlearner(uk.Unlearner):
         self.run_info["clipped"] = run.clipped
         return monitor.finish(run.finish())
 
+    @classmethod
+    def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
+        """η, the weight decay, the forget batch, β, the inner α, the query and audit sizes, and the
+        length `budget` within the cap. `budget` buys budget · R / ITERATION_COST iterations of R
+        Retrain steps (`iterations_for`), each ITERATION_COST steps on phases of about
+        (b_f + Σ n_q + 2 n_a) / 3 samples, so it costs budget · phase / B of Retrain."""
+        batch = space.batch_size(trial, "forget_batch_size")
+        query, audit = space.int(trial, "query_size", 8, 64, log=True), space.int(trial, "audit_size", 8, 64, log=True)
+        phase = (batch + len(space.default.samplers) * query + 2 * min(audit, batch)) / 3
+        return {
+            "lr": space.lr(trial), "weight_decay": space.weight_decay(trial), "forget_batch_size": batch,
+            "beta": space.float(trial, "beta", 0.1, 10.0, log=True), "inner_lr": space.float(trial, "inner_lr", 1e-3, 0.5, log=True),
+            "query_size": query, "audit_size": audit, "budget": space.share(trial, "budget", 0.02, lambda c: phase / c.batch_size),
+        }
+
 
 def _take(pair: Sequence[torch.Tensor], positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t[positions] for t in pair)

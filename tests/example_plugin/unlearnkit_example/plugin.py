@@ -46,6 +46,11 @@ class HeadReset(uk.Unlearner):
             p.requires_grad_(True)
         return model.eval()
 
+    @classmethod
+    def search_space(cls, trial, space: uk.SearchSpace) -> dict:
+        """The learning rate and batch size, and `epochs` (each a pass over D̂_r) within the budget."""
+        return {"lr": space.lr(trial), "batch_size": space.batch_size(trial), "epochs": space.repeats(trial, "epochs", lambda c: c.retain)}
+
 
 @uk.hookimpl
 def unlearnkit_register_unlearners(register) -> None:
