@@ -266,3 +266,16 @@ def test_the_manifest_records_the_checkout_revision():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     assert provenance.checkout_revision() == (head, bool(subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()))
+
+
+def test_rows_of_an_older_results_file_read_guard_as_guard_acted(tmp_path):
+    """Results files written before the field was renamed call it `guard`: reused rows carry the new name."""
+    _run([RESET], tmp_path)
+    path = tmp_path / "results.json"
+    saved = json.loads(path.read_text())
+    saved["rows"][-1]["guard"] = 1
+    path.write_text(json.dumps(saved))
+    results, reused, _ = _run([RESET], tmp_path)
+    assert reused == 3
+    assert results["rows"][-1]["guard_acted"] == 1 and "guard" not in results["rows"][-1]
+    assert "guard" not in json.loads(path.read_text())["rows"][-1]

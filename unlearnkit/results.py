@@ -101,6 +101,8 @@ class ResultsFolder:
             rows, setting = previous["rows"], previous["manifest"]["setting_hash"]
             for row in rows:
                 row_identity(row)  # has the fields a row has
+                if "guard" in row and "guard_acted" not in row:  # its name in results files written before it was renamed
+                    row["guard_acted"] = row.pop("guard")
         except (OSError, ValueError, KeyError, TypeError):
             raise UsageError(f"{path} exists but is not an unlearnkit results file; choose another --out") from None
         if setting != self.manifest["setting_hash"]:
