@@ -28,7 +28,7 @@ import torch
 from unlearnkit._validators import FieldError, one_of, positive
 from unlearnkit.config import config_class
 from unlearnkit.data import ArrayDataset, DatasetBundle, _crop, crop_flip
-from unlearnkit.errors import UsageError
+from unlearnkit.errors import UsageError, import_torchvision
 from unlearnkit.recipe import TrainConfig
 from unlearnkit.registry import FROM_NAME
 
@@ -342,6 +342,7 @@ def _decode(root: Path, train: list, test: list, label: dict[str, int], config: 
 def _decode_one(path: Path, rel: str, config: FolderConfig, where: str) -> torch.Tensor:
     """One image as a uint8 tensor (channels, height, width), resized when `config.size` is set."""
     from PIL import Image
+    import_torchvision()
     from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
     try:
