@@ -14,6 +14,8 @@ import torch
 from unlearnkit import distributed
 
 STACK = ("torch", "torchvision", "numpy", "scikit-learn", "scipy")
+#: Written into a wheel built from a git checkout (setup.py): that checkout's revision and dirty flag.
+BUILD_RECORD = Path(__file__).with_name("_build_revision.json")
 
 
 def versions(names: Iterable[str]) -> dict[str, str]:
@@ -39,13 +41,16 @@ def source(names: Iterable[str]) -> dict[str, Any]:
     """Where the unlearnkit code came from, for a manifest's `git` field.
 
     `revision`: the commit of the source, from the git checkout the core is imported from, else
+    from the checkout a wheel of it was built from (`BUILD_RECORD`, e.g. `pip install .`), else
     from a pip install of a VCS URL (PEP 610 `direct_url.json`), else None. `dirty`: whether
-    that checkout has uncommitted changes (None when unknown). `distributions`: for each of
+    that checkout had uncommitted changes (None when unknown). `distributions`: for each of
     `names`, its version and how pip installed it (`index`, an `editable` or plain `file:` path,
     or a VCS URL with its commit).
     """
     distributions = {name: _distribution(name) for name in sorted(set(names))}
     revision, dirty = checkout_revision()
+    if revision is None:
+        revision, dirty = build_revision()
     if revision is None:
         revision = (distributions.get("unlearnkit") or {}).get("commit")
     return {"revision": revision, "dirty": dirty, "distributions": distributions}
@@ -72,6 +77,16 @@ def checkout_revision() -> tuple[Optional[str], Optional[bool]]:
     revision = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return revision or None, None if status is None else bool(status)
+
+
+def build_revision() -> tuple[Optional[str], Optional[bool]]:
+    """`(commit, dirty)` recorded in `BUILD_RECORD` when the installed package was built, else (None, None)."""
+    try:
+        record = json.loads(BUILD_RECORD.read_text())
+    except (OSError, ValueError):
+        return None, None
+    revision = record.get("revision") if isinstance(record, dict) else None
+    return (revision, record.get("dirty")) if isinstance(revision, str) else (None, None)
 
 
 def _distribution(name: str) -> dict[str, Any]:
