@@ -21,7 +21,7 @@ import torch
 
 from unlearnkit import audit_cli
 from unlearnkit import bench as bench_mod
-from unlearnkit import deletion, distributed, forget_sets, plan, weights
+from unlearnkit import deletion, distributed, forget_sets, plan, provenance, weights
 from unlearnkit import report as bench_report
 from unlearnkit import results as results_mod
 from unlearnkit.checkpoint import load_model, save_checkpoint
@@ -326,8 +326,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             done[name] = runner.run()
     if len(regimes) == 1:
-        print(bench_report.markdown(done[regimes[0][0]]), end="")
-        print(f"results: {runner.results_path}, {out / 'results.md'}")
+        results = done[regimes[0][0]]
+        print(bench_report.markdown(results), end="")
+        note = provenance.readme_note(results["manifest"])
+        if note:
+            print(note)
+        files = [runner.results_path, out / "results.md"] + [out / "results.png"] * (out / "results.png").exists()
+        print(f"results: {', '.join(map(str, files[:-1]))} and {files[-1]}")
     else:
         summary = bench_mod.write_grid_report(out, done) if rank0 else ""
         print(summary, end="")

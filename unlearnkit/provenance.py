@@ -14,6 +14,9 @@ import torch
 from unlearnkit import distributed
 
 STACK = ("torch", "torchvision", "numpy", "scikit-learn", "scipy")
+#: Where README.md's results table was measured (`unlearnkit bench`, the quick preset); README
+#: names the same build and threads beside the table. Update both whenever the table is re-run.
+README_TABLE = {"setting_hash": "31d7ee5a01e5353e", "torch": "2.14.1+cu130", "threads": 2, "world_size": 1, "device": "cpu"}
 #: Written into a wheel built from a git checkout (setup.py): that checkout's revision and dirty flag.
 BUILD_RECORD = Path(__file__).with_name("_build_revision.json")
 
@@ -35,6 +38,23 @@ def environment(names: Iterable[str], device: Any) -> dict[str, Any]:
     threads per process: results can depend on it) and `git` (`source(names)`)."""
     return {"versions": versions(names), "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
             "world_size": distributed.world_size(), "threads": torch.get_num_threads(), "git": source(names)}
+
+
+def readme_note(manifest: dict[str, Any]) -> Optional[str]:
+    """One line when `manifest` is of README's results setting but was computed in another
+    environment than `README_TABLE` (torch build, threads, processes, device), else None."""
+    if manifest.get("setting_hash") != README_TABLE["setting_hash"]:
+        return None
+    keys = ("torch", "threads", "world_size", "device")
+    if all(manifest.get(k) == README_TABLE[k] for k in keys):
+        return None
+
+    def where(env: dict[str, Any]) -> str:
+        return (f"torch {env.get('torch')}, {env.get('threads')} thread(s), {env.get('world_size')} process(es), "
+                f"device {env.get('device')}")
+
+    return (f"note: README.md's results table was made with {where(README_TABLE)}; this run: {where(manifest)}. "
+            "Rows move by up to a few points between such environments (README.md, Results).")
 
 
 def source(names: Iterable[str]) -> dict[str, Any]:

@@ -147,5 +147,6 @@ class ResultsFolder:
         results = self._results()
         if self.rank0:
             self.save()
-            report.plot(results, self.out / "results.png")
+            if not report.plot(results, self.out / "results.png"):  # no matplotlib, or nothing to plot
+                (self.out / "results.png").unlink(missing_ok=True)  # an earlier run's plot would not show these results
         return results
