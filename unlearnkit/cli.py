@@ -115,10 +115,10 @@ def _out_path(out: str, force: bool, inputs: Sequence[str] = ()) -> Path:
     for src in inputs:
         if path.resolve() == Path(src).resolve():
             raise UsageError(f"--out {out!r} is the input checkpoint; refusing to overwrite it")
+    if path.is_dir():  # before --force: forcing would not help
+        raise UsageError(f"--out {out!r} is a directory; expected a file name")
     if path.exists() and not force:
         raise UsageError(f"--out {out!r} exists; pass --force to replace it")
-    if path.exists() and path.is_dir():
-        raise UsageError(f"--out {out!r} is a directory; expected a file name")
     _check_creatable(path, out)
     return path
 
