@@ -1,14 +1,18 @@
-"""Build hook: a wheel built from a git checkout (`pip install .`) records the checkout's commit.
+"""Build hooks: a wheel (`pip install .`) carries the documentation and the checkout's commit.
 
-pyproject.toml holds the metadata; this adds one step to setuptools' `build_py`. An installed
-copy has no checkout to ask, so `unlearnkit.provenance` reads `unlearnkit/_build_revision.json`
-(`{"revision": ..., "dirty": ...}`) for a result's source revision. Editable installs and builds
-outside a checkout (an sdist) write nothing. Runs in pip's build environment: standard library only.
+pyproject.toml holds the metadata; this adds two steps to setuptools' `build_py`, for
+non-editable builds (an editable install reads both from the checkout itself):
+- `docs/*.md` are copied to `unlearnkit/docs/`, where `unlearnkit --help` points;
+- an installed copy has no checkout to ask, so `unlearnkit.provenance` reads
+  `unlearnkit/_build_revision.json` (`{"revision": ..., "dirty": ...}`) for a result's source
+  revision; a build outside a git checkout (an sdist) writes none.
+Runs in pip's build environment: standard library only.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Optional
@@ -50,12 +54,23 @@ def write_record(build_lib: Path, root: Path = ROOT) -> Optional[dict]:
     return record
 
 
+def copy_docs(build_lib: Path, root: Path = ROOT) -> list[Path]:
+    """Copy `root/docs/*.md` to `unlearnkit/docs/` under `build_lib`; returns the copies."""
+    target = Path(build_lib) / "unlearnkit" / "docs"
+    copies = []
+    for page in sorted((root / "docs").glob("*.md")):
+        target.mkdir(parents=True, exist_ok=True)
+        copies.append(Path(shutil.copyfile(page, target / page.name)))
+    return copies
+
+
 class BuildPy(build_py):
-    """setuptools' build_py, then the source revision (not in editable mode: the checkout is at hand)."""
+    """setuptools' build_py, then the docs and the source revision (not in editable mode: the checkout is at hand)."""
 
     def run(self) -> None:
         super().run()
         if not getattr(self, "editable_mode", False):
+            copy_docs(Path(self.build_lib))
             write_record(Path(self.build_lib))
 
 

@@ -1,5 +1,6 @@
 """A non-editable install from a git checkout (README's `pip install .`) still names its source
-revision: setup.py writes it into the wheel, and the manifest reads it there."""
+revision: setup.py writes it into the wheel, and the manifest reads it there. The wheel also
+carries the docs that `--help` points to."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def test_the_build_hook_records_nothing_outside_a_checkout_and_removes_a_stale_r
     assert hook["write_record"](tmp_path / "lib", source) is None and not stale.exists()
 
 
+def test_the_build_hook_installs_the_docs(hook, tmp_path):
+    copies = hook["copy_docs"](tmp_path / "lib", ROOT)
+    assert {p.name for p in copies} == {p.name for p in (ROOT / "docs").glob("*.md")} >= {"cli.md", "configuration.md"}
+    assert all(p.parent == tmp_path / "lib" / "unlearnkit" / "docs" for p in copies)
+
+
 def test_the_manifest_takes_the_revision_recorded_at_build_time(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "checkout_revision", lambda: (None, None))  # installed, not a checkout
     monkeypatch.setattr(provenance, "BUILD_RECORD", tmp_path / "_build_revision.json")
@@ -66,4 +73,6 @@ def test_a_wheel_built_from_a_clone_carries_its_revision(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("unlearnkit-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         record = json.loads(zf.read("unlearnkit/_build_revision.json"))
+        pages = {Path(n).name for n in zf.namelist() if n.startswith("unlearnkit/docs/")}
     assert record == {"revision": _git("rev-parse", "HEAD", cwd=clone), "dirty": False}
+    assert pages == {p.name for p in (ROOT / "docs").glob("*.md")}  # where `unlearnkit --help` points
