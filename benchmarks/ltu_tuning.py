@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 import unlearnkit as uk
-from unlearnkit.bench import Bench
-from unlearnkit.plan import Job, MethodSpec, resolve
+from unlearnkit.bench.plan import Job, MethodSpec, resolve
+from unlearnkit.bench.runner import Bench
 
 
 def combinations(grid: dict[str, list]) -> list[dict]:

@@ -6,7 +6,7 @@ import sys
 import torch
 
 import unlearnkit as uk
-from unlearnkit import distributed
+from unlearnkit.engine import distributed
 from unlearnkit.testing import tiny_model, tiny_task
 
 RECIPE = uk.TrainConfig(epochs=3, batch_size=30, lr=0.05)

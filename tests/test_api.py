@@ -5,7 +5,7 @@ import types
 import torch
 
 import unlearnkit as uk
-from unlearnkit.cli import main
+from unlearnkit.cli.commands import main
 
 
 def test_the_namespace_holds_what_it_exports_and_no_stray_names():

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit import bench, plan, report
-from unlearnkit.errors import ConfigError, UsageError
-from unlearnkit.results import SET_ASIDE
+from unlearnkit.bench import plan, report
+from unlearnkit.bench import runner as bench
+from unlearnkit.bench.results import SET_ASIDE
+from unlearnkit.core.errors import ConfigError, UsageError
 
 
 def _row(method, seed, avg, table="main", forget="random:0.1", gamma=1.0, name=None):
@@ -234,7 +235,7 @@ def test_the_manifest_traces_a_result_without_a_git_checkout(tmp_path, monkeypat
     import subprocess
 
     import unlearnkit
-    from unlearnkit import provenance
+    from unlearnkit.bench import provenance
 
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")  # an install from a wheel: no checkout, maybe no git at all
@@ -274,9 +275,9 @@ def test_the_manifest_records_the_checkout_revision():
     import subprocess
     from pathlib import Path
 
-    from unlearnkit import provenance
+    from unlearnkit.bench import provenance
 
-    root = Path(bench.__file__).resolve().parents[1]
+    root = Path(uk.__file__).resolve().parents[1]
     if not (root / ".git").exists():
         pytest.skip("unlearnkit is not imported from a git checkout here")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()

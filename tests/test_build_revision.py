@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import provenance
+from unlearnkit.bench import provenance
 
 ROOT = Path(__file__).parents[1]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnkit.cache import ModelCache
-from unlearnkit.locks import exclusive_lock
-from unlearnkit.checkpoint import load_checkpoint, state_digest
+from unlearnkit.bench.cache import ModelCache
+from unlearnkit.bench.locks import exclusive_lock
+from unlearnkit.engine.checkpoint import load_checkpoint, state_digest
 
 KEY = {"dataset": "synthetic", "model": "linear", "seed": 0}
 META = {"dataset": "synthetic", "model": "linear", "num_classes": 3, "input_shape": [4]}
@@ -87,7 +87,7 @@ def test_a_damaged_cache_file_is_never_read_as_valid(tmp_path, damage):
     elif damage == "flipped byte":  # the weights' digest no longer matches
         state, meta = load_checkpoint(path)
         state["weight"][0, 0] += 1.0
-        from unlearnkit.checkpoint import FORMAT, FORMAT_VERSION
+        from unlearnkit.engine.checkpoint import FORMAT, FORMAT_VERSION
 
         torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta, "digest": state_digest(dict(first.state_dict())),
                     "state_dict": state}, path)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
+from unlearnkit.engine.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
 from unlearnkit.testing import state_equal
 
 META = {"dataset": "synthetic", "model": "mlp", "num_classes": 4, "input_shape": [16], "seed": 3,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearnkit.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
-from unlearnkit.cli import main
-from unlearnkit.tasks import make_task
+from unlearnkit.cli.commands import main
+from unlearnkit.data.tasks import make_task
+from unlearnkit.engine.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
 
 TRAIN_TOML = '[task]\ndataset = "synthetic"\nmodel = "mlp"\n\n[train]\nepochs = 3\n'
 METHOD = "example-head-reset"

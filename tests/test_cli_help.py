@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import unlearnkit
-from unlearnkit.cli import DOCS, build_parser, main
+from unlearnkit.cli.commands import DOCS, build_parser, main
 
 ROOT = Path(__file__).parents[1]
 
@@ -66,7 +66,7 @@ def test_help_ends_with_a_pointer_to_docs_that_exist(command):
 
 def test_help_names_where_the_docs_are_on_this_machine():
     """Not "docs/cli.md in the source repository", which an installed copy does not have."""
-    from unlearnkit.cli_parser import docs_folder
+    from unlearnkit.cli.parser import docs_folder
 
     paths = re.findall(r"(\S+\.md)\b", DOCS)
     assert len(paths) == 3 and all(Path(p).is_absolute() and Path(p).is_file() for p in paths), paths
@@ -75,7 +75,7 @@ def test_help_names_where_the_docs_are_on_this_machine():
 
 
 def test_docs_are_found_installed_with_the_package_or_in_the_checkout(tmp_path):
-    from unlearnkit.cli_parser import docs_folder
+    from unlearnkit.cli.parser import docs_folder
 
     installed = tmp_path / "site-packages" / "unlearnkit"
     (installed / "docs").mkdir(parents=True)

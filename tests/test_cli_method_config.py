@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit.cli import main
-from unlearnkit.plugins import registry
+from unlearnkit.cli.commands import main
+from unlearnkit.core.plugins import registry
 
 pytest.importorskip("unlearnkit_ltu")
 

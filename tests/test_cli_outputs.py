@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import bench as bench_mod
-from unlearnkit import cli
-from unlearnkit.results import SET_ASIDE
+from unlearnkit.bench import runner as bench_mod
+from unlearnkit.bench.results import SET_ASIDE
+from unlearnkit.cli import commands as cli
 
 METHOD = "example-head-reset"
 TRAIN_TOML = '[task]\ndataset = "synthetic"\nmodel = "mlp"\n\n[train]\nepochs = 2\n'
@@ -203,7 +203,7 @@ def _bench_process(out: Path, methods: str, *extra: str) -> subprocess.Popen:
 def test_a_second_bench_on_the_same_out_refuses_while_the_first_runs(ws, capsys):
     out = ws / "bench"
     lock = out / ".lock"
-    from unlearnkit.locks import exclusive_lock
+    from unlearnkit.bench.locks import exclusive_lock
 
     with exclusive_lock(lock, note="4242"):  # a run in progress, as another process would hold it
         code, _, err = run(BENCH + ["--out", out], capsys)

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
-from unlearnkit.config import config_hash, converter, structure_config, unstructure_config
-from unlearnkit.plugins import registry
-from unlearnkit.runconfig import RunConfig
-from unlearnkit.training import TrainConfig
+from unlearnkit.core.config import config_hash, converter, structure_config, unstructure_config
+from unlearnkit.core.plugins import registry
+from unlearnkit.engine.runconfig import RunConfig
+from unlearnkit.engine.training import TrainConfig
 
 CONFIG_CLASSES = sorted({e.config_cls for e in registry.entries()} | {TrainConfig, RunConfig}, key=lambda c: c.__qualname__)
 

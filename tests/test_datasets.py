@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit import data as ukdata
-from unlearnkit.tasks import _load_bundle
+from unlearnkit.data import datasets as ukdata
+from unlearnkit.data.tasks import _load_bundle
 
 # torchvision 0.29 deprecates its image codecs (Tiny-ImageNet reads and these tests write with them)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")

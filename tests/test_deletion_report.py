@@ -1,5 +1,5 @@
-"""Deletion requests from the command line: the report beside every `unlearn` output, and
-requests in a row that forget the union of everything asked so far."""
+"""Deletion requests from the command line: the report beside every `unlearn` output, requests in
+a row that forget the union of everything asked so far, and runs that are not a deletion."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit.checkpoint import load_checkpoint, load_model
-from unlearnkit.cli import main
-from unlearnkit.errors import DivergenceError
-from unlearnkit.plugins import registry
-from unlearnkit.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.cli.commands import main
+from unlearnkit.core.errors import DivergenceError
+from unlearnkit.core.plugins import registry
+from unlearnkit.data.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.engine.checkpoint import load_checkpoint, load_model
 from unlearnkit.testing.files import tiny_npz
 
 RUN_INFO = {"steps": 3, "stop_reason": "calibrated: forget loss reached the held-out level"}
@@ -42,10 +42,33 @@ class Probe(uk.Unlearner):
         return model
 
 
+@uk.config_class
+class EffectConfig:
+    effect: str = "nudge"
+    lr: float = 0.1
+
+
+class Effect(uk.Unlearner):
+    """Does to the model exactly what its `effect` says."""
+
+    def run(self, model, task, *, seed, device, progress):
+        head = uk.models.head(model)
+        with torch.no_grad():
+            if self.config.effect == "nudge":
+                head.bias.add_(0.01)
+            elif self.config.effect == "collapse":  # every sample gets the same class
+                head.weight.zero_()
+                head.bias.copy_(torch.arange(len(head.bias), dtype=head.bias.dtype))
+            elif self.config.effect == "nan":
+                head.weight.fill_(float("nan"))
+        return model
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("deletion")
     registry.register("unlearner", "probe", Probe, ProbeConfig)
+    registry.register("unlearner", "effect", Effect, EffectConfig)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("UNLEARNKIT_DATA_DIR", str(root / "data"))
         _load_bundle.cache_clear()
@@ -60,6 +83,7 @@ def ws(tmp_path_factory):
         (root / "ids").mkdir()
         yield root, train_ids, val_ids
     registry.unregister("unlearner", "probe")
+    registry.unregister("unlearner", "effect")
 
 
 def unlearn(ws_root, checkpoint, request, out, *extra):
@@ -100,7 +124,7 @@ def test_the_report_says_how_what_was_read_and_how_it_stopped(ws, first):
     assert data["method"] == {"name": "probe", "config": {"diverge": False}, "retain_access": 1.0, "seed": 0}
     assert data["data_read"] == {"declared": ["forget", "retain", "val"], "read": {"forget": 6, "retain": len(task.retain)},
                                  "retain_available": len(task.retain_full)}
-    assert data["run_info"] == RUN_INFO and RUN_INFO["stop_reason"] in text
+    assert data["run_info"] == {**RUN_INFO, "unchanged": False} and RUN_INFO["stop_reason"] in text
     assert data["versions"]["torch"] == importlib.metadata.version("torch") and data["wall_seconds"] >= 0
     assert data["checkpoints"]["output"] == str(root / "r1" / "model.pt")
     assert data["dataset"]["fingerprint"] == task.fingerprint and data["dataset"]["classes"] == ["a", "b", "c"]
@@ -181,7 +205,8 @@ def test_a_failed_run_writes_no_checkpoint_and_no_report(ws, first, capsys, tmp_
     (tmp_path / "m.toml").write_text('[method]\nname = "probe"\ndiverge = true\n')
     code = main(["unlearn", "--checkpoint", str(root / "a.pt"), "--config", str(tmp_path / "m.toml"), "--forget",
                  f"ids:{root / 'req1.txt'}", "--out", str(tmp_path / "out" / "model.pt"), "--quiet"])
-    assert code == 1 and "probe: loss became nan" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "probe: loss became nan at step 2; lower the learning rate; nothing was written" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -192,7 +217,7 @@ def test_without_an_attack_the_report_says_so(ws, first, tmp_path, monkeypatch):
                  f"ids:{root / 'req1.txt'}", "--attack", "none", "--out", str(tmp_path / "model.pt"), "--quiet"]) == 0
     data, text = report(tmp_path)
     assert data["attack"] is None and "mia" not in data["after"] and "No membership-inference attack was run" in text
-    assert data["run_info"] is None and "Stop" not in text
+    assert data["run_info"] == {"unchanged": False} and "Stop" not in text  # the method reports nothing of its run
 
 
 def test_data_that_changed_since_training_is_refused(ws, tmp_path, capsys, monkeypatch):
@@ -215,3 +240,79 @@ def test_recorded_forget_sets_are_validated_on_load(ws, first, tmp_path):
     uk.save_checkpoint(tmp_path / "bad.pt", model, {**meta, "forget_set": {"indices": [-1, "x"]}})
     with pytest.raises(uk.CheckpointError, match="forget_set must record"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+# -- runs that are not a deletion: nothing removed, outputs not finite, a collapse on unseen data --
+
+def unlearn_with(root, effect, out, *extra):
+    (root / f"{effect}.toml").write_text(f'[method]\nname = "effect"\neffect = "{effect}"\n')
+    return main(["unlearn", "--checkpoint", str(root / "a.pt"), "--config", str(root / f"{effect}.toml"), "--forget", "random:0.05",
+                 "--out", str(root / out / "model.pt"), "--quiet", *extra])
+
+
+def test_the_api_records_whether_the_weights_changed():
+    model, task = uk.testing.trained_tiny_model()
+    for effect, unchanged in (("none", True), ("nudge", False)):
+        unlearner = Effect(EffectConfig(effect=effect))
+        unlearner.unlearn(model, task)
+        assert unlearner.run_info["unchanged"] is unchanged
+
+
+def test_a_run_that_removed_nothing_fails_writes_nothing_and_says_what_to_try(ws, capsys):
+    root, _, _ = ws
+    code = unlearn_with(root, "none", "none")
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "nothing was removed: effect returned the weights it was given" in err and "--keep-unchanged" in err
+    assert not (root / "none").exists()  # no checkpoint claims it, no ids recorded, no report
+
+
+def test_keep_unchanged_writes_it_and_the_report_says_so_first(ws, capsys):
+    root, _, _ = ws
+    assert unlearn_with(root, "none", "kept", "--keep-unchanged") == 0
+    report = json.loads((root / "kept" / "report.json").read_text())
+    text = (root / "kept" / "report.md").read_text()
+    assert report["unchanged"] is True and report["warnings"][0].startswith("Nothing was removed")
+    assert text.splitlines()[2].startswith("> **Warning.** Nothing was removed")
+    assert "changed the weights so that" not in text
+    assert "removed nothing" in capsys.readouterr().out
+    _, meta = load_checkpoint(root / "kept" / "model.pt")
+    assert meta["unlearned"]["unchanged"] is True
+
+
+def test_outputs_that_are_not_finite_end_in_one_line_naming_the_method_and_setting(ws, capsys):
+    root, _, _ = ws
+    code = unlearn_with(root, "nan", "nan")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("unlearnkit: diverged: effect: the model's outputs on the forget set are not finite")
+    assert "lower `lr` (now 0.1)" in err and "nothing was written" in err
+    assert not (root / "nan").exists()
+
+
+def test_a_collapse_on_unseen_data_is_warned_and_the_report_says_so_first(ws, capsys):
+    root, _, _ = ws
+    assert unlearn_with(root, "collapse", "collapse") == 0
+    err = capsys.readouterr().err
+    assert "unlearnkit: warning: The model may have collapsed: its accuracy on unseen data fell" in err
+    report = json.loads((root / "collapse" / "report.json").read_text())
+    text = (root / "collapse" / "report.md").read_text()
+    assert report["warnings"] and "collapsed" in report["warnings"][0]
+    assert "collapsed" in text.splitlines()[2] and "changed the weights so that" not in text
+
+
+def test_a_diverging_run_names_the_settings_to_lower_with_their_values():
+    class Diverges(uk.Unlearner):
+        divergence_settings = ("lr", "inner_lr")
+
+        def run(self, model, task, *, seed, device, progress):
+            uk.check_finite_loss(torch.tensor(float("nan")), "diverges", 4)
+
+    @uk.config_class
+    class Config:
+        lr: float = 0.5
+        inner_lr: float = 0.05
+
+    model, task = uk.testing.trained_tiny_model()
+    with pytest.raises(uk.DivergenceError, match=r"^diverges: loss became nan at step 4; lower `lr` \(now 0.5\) or `inner_lr` \(now 0.05\)$"):
+        Diverges(Config()).unlearn(model, task)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit import distributed
+from unlearnkit.engine import distributed
 from unlearnkit.testing import tiny_model, tiny_task
 
 HERE = Path(__file__).parent

@@ -84,7 +84,7 @@ def test_interrupted_bench_keeps_rows_and_resumes(tmp_path, sig):
 
 
 def test_diverging_unlearning_run_names_method_and_step_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    from unlearnkit.cli import main
+    from unlearnkit.cli.commands import main
 
     monkeypatch.setenv("UNLEARNKIT_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "t.toml").write_text('[task]\ndataset = "synthetic"\nmodel = "mlp"\n[train]\nepochs = 2\n')
@@ -106,7 +106,7 @@ def test_an_interrupt_that_the_run_swallows_still_ends_it():
     """Python drops a KeyboardInterrupt raised inside a finaliser; the CLI then ends the process itself."""
     script = """
 import os, signal, sys, threading, time
-from unlearnkit import cli
+from unlearnkit.cli import commands as cli
 cli.INTERRUPT_GRACE_S = 0.5
 class Swallow:
     def __del__(self):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit import filedata
-from unlearnkit.cli import main
-from unlearnkit.tasks import _load_bundle, ids_digest, make_task
+from unlearnkit.cli.commands import main
+from unlearnkit.data import files as filedata
+from unlearnkit.data.tasks import _load_bundle, ids_digest, make_task
 from unlearnkit.testing.files import tiny_image_folder as make_folder
 from unlearnkit.testing.files import tiny_npz as write_npz
 from unlearnkit.testing.files import write_png

@@ -7,7 +7,8 @@ import json
 import pytest
 
 import unlearnkit as uk
-from unlearnkit import cli, grid, plan
+from unlearnkit.bench import grid, plan
+from unlearnkit.cli import commands as cli
 
 
 def _row(method, forget, seed, avg, *, gamma=1.0, TA=90.0, RA=99.0, UT=1.0, name=None, error=None):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import hookspecs
-from unlearnkit.plugins import KIND_HOOKS
+from unlearnkit.core import hookspecs
+from unlearnkit.core.plugins import KIND_HOOKS
 
 DOC = (Path(__file__).parents[1] / "docs" / "hooks.md").read_text()
 HOOKS = [name for name, obj in vars(hookspecs).items() if name.startswith("unlearnkit_register_") and callable(obj)]

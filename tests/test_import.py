@@ -8,9 +8,9 @@ import torch
 import torchvision
 
 import unlearnkit as uk
-from unlearnkit.checkpoint import load_checkpoint, load_model
-from unlearnkit.cli import main
-from unlearnkit.tasks import _load_bundle, make_task
+from unlearnkit.cli.commands import main
+from unlearnkit.data.tasks import _load_bundle, make_task
+from unlearnkit.engine.checkpoint import load_checkpoint, load_model
 from unlearnkit.testing.files import tiny_image_folder as make_folder
 
 

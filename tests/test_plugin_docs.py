@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import unlearnkit as uk
-from unlearnkit.config import load_toml
+from unlearnkit.core.config import load_toml
 from unlearnkit.testing import checks_for_kind
 
 DOC = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()

@@ -12,9 +12,9 @@ import textwrap
 import pytest
 
 import unlearnkit as uk
-from unlearnkit import plugins
-from unlearnkit.errors import DuplicateComponentError, UnknownComponentError
-from unlearnkit.plugins import PluginLoadWarning, Registry
+from unlearnkit.core import plugins
+from unlearnkit.core.errors import DuplicateComponentError, UnknownComponentError
+from unlearnkit.core.plugins import PluginLoadWarning, Registry
 
 
 def test_builtins_register_through_hooks_with_provenance():

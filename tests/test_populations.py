@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unlearnkit.errors import DataAccessError, UsageError
-from unlearnkit.populations import PopulationView, ShadowPopulation, positions_in_train, shadow_halves, shadow_task
+from unlearnkit.core.errors import DataAccessError, UsageError
+from unlearnkit.data.populations import PopulationView, ShadowPopulation, positions_in_train, shadow_halves, shadow_task
 from unlearnkit.testing import tiny_task
 
 

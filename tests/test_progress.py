@@ -9,8 +9,8 @@ import pytest
 from tqdm.auto import tqdm
 
 import unlearnkit as uk
-from unlearnkit.cli import main
-from unlearnkit.progress import LineProgress
+from unlearnkit.cli.commands import main
+from unlearnkit.engine.progress import LineProgress
 
 
 class _Terminal(io.StringIO):
@@ -80,7 +80,8 @@ def test_the_python_api_shows_progress_on_request(ws, capsys):
     task = uk.make_task("synthetic", forget="random:0.2", seed=0)
     model = uk.train_model(uk.build_model("mlp", task, seed=0), task, seed=0, progress=True)
     uk.get_unlearner("example-head-reset").unlearn(model, task, progress=True)
-    from unlearnkit import bench, plan
+    from unlearnkit.bench import plan
+    from unlearnkit.bench import runner as bench
 
     settings = plan.resolve({"dataset": "synthetic", "model": "mlp", "methods": ["example-head-reset"], "attack": None,
                               "train": {"epochs": 2}})

@@ -47,7 +47,7 @@ def _shell_lines(text: str) -> list[str]:
 
 def test_the_readme_commands_name_what_exists():
     """Every `unlearnkit` command parses as written, every installed folder and extra exists."""
-    from unlearnkit.cli import build_parser
+    from unlearnkit.cli.commands import build_parser
 
     lines = _shell_lines((ROOT / "README.md").read_text())
     invocations = [shlex.split(c) for c in lines if c.startswith("unlearnkit")]

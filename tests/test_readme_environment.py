@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unlearnkit import bench, cli, plan, provenance
+from unlearnkit.bench import plan, provenance
+from unlearnkit.bench import runner as bench
+from unlearnkit.cli import commands as cli
 
 ROOT = Path(__file__).parents[1]
 SAME = {"setting_hash": provenance.README_TABLE["setting_hash"], **{k: provenance.README_TABLE[k]

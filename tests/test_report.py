@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from unlearnkit import report
+from unlearnkit.bench import report
 
 pytest.importorskip("matplotlib")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from unlearnkit import bench, plan
-from unlearnkit.plan import Job, MethodSpec, job_identity
-from unlearnkit.results import row_identity
+from unlearnkit.bench import plan
+from unlearnkit.bench import runner as bench
+from unlearnkit.bench.plan import Job, MethodSpec, job_identity
+from unlearnkit.bench.results import row_identity
 
 ROW = {"table": "main", "method": "b", "name": "example-head-reset", "config": {"epochs": 2}, "forget": "random:0.1",
        "retain_access": 1.0, "seed": 0}

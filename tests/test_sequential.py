@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from unlearnkit import sequential
-from unlearnkit.checkpoint import load_checkpoint
-from unlearnkit.cli import main
-from unlearnkit.registry import build_model, get_unlearner
-from unlearnkit.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.bench import sequential
+from unlearnkit.cli.commands import main
+from unlearnkit.core.registry import build_model, get_unlearner
+from unlearnkit.data.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.engine.checkpoint import load_checkpoint
 
 METHOD = "example-head-reset"
 

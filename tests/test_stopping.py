@@ -1,4 +1,4 @@
-"""The core stop rule (`unlearnkit.stopping`) on a scripted fake method whose forgetting is known exactly."""
+"""The core stop rule (`unlearnkit.engine.stopping`) on a scripted fake method whose forgetting is known exactly."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit.config import config_class
-from unlearnkit.stopping import StopMonitor, StopSettings
+from unlearnkit.core.config import config_class
+from unlearnkit.engine.stopping import StopMonitor, StopSettings
 
 STEPS = 40
 
@@ -112,7 +112,7 @@ def test_calibrated_stops_exactly_at_the_first_step_the_target_is_met(trained):
     tolerance = method.monitor.tolerance
     expected = _expected_first_met(task, model, tolerance)
     assert 0 < expected < STEPS
-    assert method.run_info == {"steps": expected, "stop_reason": "target", "guard_acted": 0, "stop_step": expected}
+    assert method.run_info == {"steps": expected, "stop_reason": "target", "guard_acted": 0, "stop_step": expected, "unchanged": False}
     assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[expected].items())
 
 
@@ -120,7 +120,7 @@ def test_fixed_runs_the_whole_budget_and_evaluates_nothing(trained):
     model, task = trained
     method = ScriptedMethod(ScriptedConfig())  # stop = "fixed"
     out = method.unlearn(model, task.view({"forget"}))  # no val: the fixed rule must not read it
-    assert method.run_info == {"steps": STEPS, "stop_reason": "fixed", "guard_acted": 0}
+    assert method.run_info == {"steps": STEPS, "stop_reason": "fixed", "guard_acted": 0, "unchanged": False}
     assert out.progress.item() == 1.0
 
 
@@ -170,7 +170,7 @@ def test_rewind_after_a_non_finite_loss_returns_the_closest_state_checked_before
     checks = method.monitor.history
     assert sorted(c.step for c in checks) == [0, 5, 10, 15, 20]  # nothing after the divergence
     closest = min(checks, key=lambda c: c.distance)
-    assert method.run_info == {"steps": 22, "stop_reason": "diverged", "guard_acted": 0, "stop_step": closest.step}
+    assert method.run_info == {"steps": 22, "stop_reason": "diverged", "guard_acted": 0, "stop_step": closest.step, "unchanged": False}
     assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[closest.step].items())
     assert not out.training
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
-from unlearnkit.interfaces import TASK_PARTS
-from unlearnkit.tasks import FORGET_KINDS, ForgetSpec, make_task, parse_forget, read_index_file
+from unlearnkit.core.interfaces import TASK_PARTS
+from unlearnkit.data.tasks import FORGET_KINDS, ForgetSpec, make_task, parse_forget, read_index_file
 
 N_SOURCE = 320  # the synthetic dataset's train split: 80% of 400 samples
 
@@ -169,7 +169,7 @@ def test_largest_seed_works():
 
 
 def test_a_class_absent_from_train_gives_an_empty_forget_set(register_component):
-    from unlearnkit import data as ukdata
+    from unlearnkit.data import datasets as ukdata
 
     def no_class_3(config, data_dir, download=False):
         bundle = ukdata.synthetic(config, data_dir, download)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit.checkpoint import load_checkpoint
-from unlearnkit.cli import main
-from unlearnkit.tasks import _load_bundle
+from unlearnkit.cli.commands import main
+from unlearnkit.data.tasks import _load_bundle
+from unlearnkit.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).parents[1]
 TUTORIAL = ROOT / "docs" / "your-data.md"

@@ -10,31 +10,24 @@
 Plugin authors: `uk.validators` (config field validators), `uk.progress_bar`, `unlearnkit.testing`.
 """
 
-__version__ = "0.1.0"
-
 from unlearnkit import validators
-from unlearnkit.access import PopulationView, TaskView
-from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
-from unlearnkit.checkpoint import read_model as load_model
-from unlearnkit.config import config_class, load_toml, structure_config, unstructure_config
-from unlearnkit.data import ArrayDataset, DatasetBundle
-from unlearnkit.errors import (
+from unlearnkit.core import __version__
+from unlearnkit.core.access import PopulationView, TaskView
+from unlearnkit.core.config import config_class, load_toml, structure_config, unstructure_config
+from unlearnkit.core.errors import (
     CheckpointError,
     ConfigError,
     DataAccessError,
     DivergenceError,
     DuplicateComponentError,
+    NothingRemovedError,
     UnknownComponentError,
     UnlearnkitError,
     UsageError,
 )
-from unlearnkit.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
-from unlearnkit.hookspecs import Register, hookimpl
-from unlearnkit.interfaces import Audit, AuditResult, GradientCombiner, MembershipAttack, Sampler, Unlearner
-from unlearnkit.models import features_and_logits, penultimate_features
-from unlearnkit.progress import progress_bar
-from unlearnkit.recipe import TrainConfig
-from unlearnkit.registry import (
+from unlearnkit.core.hookspecs import Register, hookimpl
+from unlearnkit.core.interfaces import Audit, AuditResult, GradientCombiner, MembershipAttack, Sampler, Unlearner, resolve_device
+from unlearnkit.core.registry import (
     build_model,
     get_attack,
     get_audit,
@@ -49,13 +42,20 @@ from unlearnkit.registry import (
     list_samplers,
     list_unlearners,
 )
-from unlearnkit.stopping import StopMonitor, StopSettings, stop_rule
-from unlearnkit.tasks import ForgetSpec, UnlearningTask, make_task, parse_forget
-from unlearnkit.training import batches, check_finite_loss, resolve_device, train_model
+from unlearnkit.data.datasets import ArrayDataset, DatasetBundle
+from unlearnkit.data.recipe import TrainConfig
+from unlearnkit.data.tasks import ForgetSpec, UnlearningTask, make_task, parse_forget
+from unlearnkit.engine.checkpoint import load_checkpoint, save_checkpoint
+from unlearnkit.engine.checkpoint import read_model as load_model
+from unlearnkit.engine.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
+from unlearnkit.engine.progress import progress_bar
+from unlearnkit.engine.stopping import StopMonitor, StopSettings, stop_rule
+from unlearnkit.engine.training import batches, check_finite_loss, train_model
+from unlearnkit.models import features_and_logits, penultimate_features
 
 __all__ = [
     "ArrayDataset", "Audit", "AuditResult", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
-    "DuplicateComponentError", "ForgetSpec", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
+    "DuplicateComponentError", "ForgetSpec", "NothingRemovedError", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",

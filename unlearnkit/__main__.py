@@ -2,7 +2,7 @@
 
 import sys
 
-from unlearnkit.cli import main
+from unlearnkit.cli.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

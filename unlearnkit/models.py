@@ -13,10 +13,10 @@ import attrs
 import torch
 from torch import nn
 
-from unlearnkit._validators import positive
-from unlearnkit.config import config_class
-from unlearnkit.errors import UsageError, import_torchvision
-from unlearnkit.registry import FROM_NAME
+from unlearnkit.core.config import config_class
+from unlearnkit.core.errors import UsageError, import_torchvision
+from unlearnkit.core.registry import FROM_NAME
+from unlearnkit.core.validators import positive
 
 
 @config_class

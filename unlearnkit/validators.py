@@ -8,6 +8,6 @@
 The config loader turns a failure into `$.<component>.<field>: must be > 0, got -1`.
 """
 
-from unlearnkit._validators import FieldError, in_range, non_negative, one_of, positive
+from unlearnkit.core.validators import FieldError, in_range, non_negative, one_of, positive
 
 __all__ = ["FieldError", "in_range", "non_negative", "one_of", "positive"]

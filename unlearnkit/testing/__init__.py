@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearnkit.data import ArrayDataset
-from unlearnkit.recipe import TrainConfig
-from unlearnkit.registry import build_model
-from unlearnkit.tasks import UnlearningTask, make_task
-from unlearnkit.training import train_model
+from unlearnkit.core.registry import build_model
+from unlearnkit.data.datasets import ArrayDataset
+from unlearnkit.data.recipe import TrainConfig
+from unlearnkit.data.tasks import UnlearningTask, make_task
+from unlearnkit.engine.training import train_model
 
 __all__ = ["tiny_task", "tiny_model", "trained_tiny_model", "state_equal", "checks_for_kind"]
 

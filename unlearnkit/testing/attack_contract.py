@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit.tasks import UnlearningTask
+from unlearnkit.data.tasks import UnlearningTask
 
 __all__ = ["CHANCE_AUC_TOL", "CHECKS", "MEMORISING_ARCH", "MIN_MEMBER_AUC", "memorised_logits", "memorised_model"]
 

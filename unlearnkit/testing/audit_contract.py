@@ -19,9 +19,9 @@ import attrs
 import numpy as np
 
 import unlearnkit as uk
-from unlearnkit.access import AUDIT_POPULATIONS, PopulationView
-from unlearnkit.errors import DataAccessError
-from unlearnkit.populations import RepeatedPopulation, ShadowPopulation
+from unlearnkit.core.access import AUDIT_POPULATIONS, PopulationView
+from unlearnkit.core.errors import DataAccessError
+from unlearnkit.data.populations import RepeatedPopulation, ShadowPopulation
 
 __all__ = ["CHECKS", "synthetic_populations"]
 
@@ -32,7 +32,7 @@ def synthetic_populations(models: int, *, examples: int = EXAMPLES, classes: int
                           seed: int = 0) -> dict[str, Any]:
     """Both populations for `models` models (even): N(0, 1) logits, the true class raised by 2,
     and by `shift` more under the unlearned models (`repeated`) and the models that forgot the
-    example (`shadow`, complementary pairs as `unlearnkit.populations.shadow_halves` draws)."""
+    example (`shadow`, complementary pairs as `unlearnkit.data.populations.shadow_halves` draws)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(classes, size=examples)
 

@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unlearnkit.registry import get_combiner
+from unlearnkit.core.registry import get_combiner
 
 __all__ = [
     "CHECKS",

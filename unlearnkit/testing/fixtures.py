@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from unlearnkit.plugins import registry
+from unlearnkit.core.plugins import registry
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from unlearnkit.registry import get_sampler
-from unlearnkit.tasks import UnlearningTask
+from unlearnkit.core.registry import get_sampler
+from unlearnkit.data.tasks import UnlearningTask
 from unlearnkit.testing import trained_tiny_model
 
 __all__ = [

@@ -20,11 +20,11 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from unlearnkit.access import TASK_PARTS
-from unlearnkit.errors import DataAccessError
-from unlearnkit.interfaces import Unlearner
-from unlearnkit.registry import get_unlearner
-from unlearnkit.tasks import UnlearningTask
+from unlearnkit.core.access import TASK_PARTS
+from unlearnkit.core.errors import DataAccessError
+from unlearnkit.core.interfaces import Unlearner
+from unlearnkit.core.registry import get_unlearner
+from unlearnkit.data.tasks import UnlearningTask
 from unlearnkit.testing import trained_tiny_model
 
 __all__ = [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit.cli import main
+from unlearnkit.cli.commands import main
 
 TINY = ["audit", "--dataset", "synthetic", "--model", "mlp", "--methods", "ft", "--models", "6", "--quiet"]
 

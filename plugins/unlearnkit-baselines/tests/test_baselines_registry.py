@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
-from unlearnkit.stopping import STOP_RULES
-from unlearnkit.config import structure_config, unstructure_config
-from unlearnkit.plugins import registry
+from unlearnkit.core.config import structure_config, unstructure_config
+from unlearnkit.core.plugins import registry
+from unlearnkit.engine.stopping import STOP_RULES
 from unlearnkit.testing import trained_tiny_model
 from unlearnkit_baselines.plugin import BASELINES
 

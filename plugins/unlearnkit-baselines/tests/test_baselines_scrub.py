@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
-from unlearnkit.stopping import StopMonitor
+from unlearnkit.engine.stopping import StopMonitor
 from unlearnkit.testing import trained_tiny_model
 from unlearnkit_baselines import scrub
 from unlearnkit_baselines._common import sgd

@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 import unlearnkit as uk
-from unlearnkit.plugins import registry
+from unlearnkit.core.plugins import registry
 from unlearnkit.testing.combiner_contract import gradient_pairs
 
 PROPERTY = settings(max_examples=50, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))

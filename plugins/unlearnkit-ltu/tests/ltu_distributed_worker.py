@@ -5,7 +5,7 @@ import sys
 import torch
 
 import unlearnkit as uk
-from unlearnkit import distributed
+from unlearnkit.engine import distributed
 from unlearnkit.testing import trained_tiny_model
 
 SETTINGS = {

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit import distributed
+from unlearnkit.engine import distributed
 from unlearnkit_ltu import meta
 
 HERE = Path(__file__).parent

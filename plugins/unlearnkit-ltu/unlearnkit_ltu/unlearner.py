@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit import MembershipAttack, Sampler, UsageError, distributed
-
+from unlearnkit import MembershipAttack, Sampler, UsageError
+from unlearnkit.engine import distributed
 from unlearnkit_ltu import meta
 from unlearnkit_ltu.config import ABLATIONS, LtuConfig, iterations_for
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit.plugins import registry
+from unlearnkit.core.plugins import registry
 from unlearnkit.testing import trained_tiny_model
 from unlearnkit_samplers import FeatureNN, FeatureNNConfig, LabelNN, LabelNNConfig
 from unlearnkit_samplers.embedding import FrozenOriginal

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit._validators import positive
+from unlearnkit.core.validators import positive
 
 
 @uk.config_class

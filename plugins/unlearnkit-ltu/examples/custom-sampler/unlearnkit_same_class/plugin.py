@@ -1,8 +1,7 @@
 """Registers `same-class` with unlearnkit; LTU uses it once named in `samplers`."""
 
 from unlearnkit import hookimpl
-from unlearnkit.hookspecs import Register
-
+from unlearnkit.core.hookspecs import Register
 from unlearnkit_same_class.sampler import SameClass, SameClassConfig
 
 

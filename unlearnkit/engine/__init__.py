@@ -1,0 +1,2 @@
+"""What runs a model: training, evaluation, the stop rule, checkpoints, imported weights,
+torch.distributed and progress."""

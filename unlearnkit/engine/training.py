@@ -1,0 +1,111 @@
+"""The seeded training loop used for the original model, Retrain and fine-tuning baselines."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unlearnkit.core.errors import DivergenceError
+from unlearnkit.core.interfaces import resolve_device
+from unlearnkit.data.datasets import ArrayDataset
+from unlearnkit.data.recipe import TrainConfig
+from unlearnkit.engine import distributed
+from unlearnkit.engine.progress import progress_bar
+
+
+def batches(
+    data: ArrayDataset,
+    batch_size: int,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of `(x, y)` on `device`; shuffled when a `generator` is given."""
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step scheduler for `schedule` over `total_steps`."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    if schedule == "step":  # SalUn's CIFAR recipe: x0.1 at epochs 91 and 136 of 182
+        milestones = [int(total_steps * 0.5), int(total_steps * 0.75)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def check_finite_loss(loss: torch.Tensor, who: str, step: int) -> None:
+    """Raise `DivergenceError` naming `who` and `step` when `loss` is NaN or infinite."""
+    if not math.isfinite(float(loss.detach())):
+        raise DivergenceError(f"{who}: loss became {float(loss.detach())} at step {step}; lower the learning rate")
+
+
+def train_model(
+    model: nn.Module,
+    data: ArrayDataset | object,
+    *,
+    recipe: Optional[TrainConfig] = None,
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    who: str = "train",
+    on_step: Optional[Callable[[int], bool]] = None,
+) -> nn.Module:
+    """Train `model` in place with cross-entropy and return it.
+
+    `data` is an `ArrayDataset` or an `UnlearningTask` (then its train split, recipe and
+    augmentation are used unless given). The same seed, data and recipe give the same weights.
+    `on_step(step)` is called after every optimiser step (from 1); training ends when it returns
+    True (an unlearner's `StopMonitor.check`).
+    Under torchrun the model is wrapped in DDP and each rank trains on its share of every
+    global batch (`recipe.batch_size` is the global batch size; see `unlearnkit.engine.distributed`).
+    """
+    if hasattr(data, "train") and hasattr(data, "recipe"):
+        recipe = recipe or data.recipe
+        augment = augment if augment is not None else data.augment
+        data = data.train
+    recipe = recipe or TrainConfig()
+    device = resolve_device(device, model)
+    model.to(device).train()
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
+    scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs * steps_per_epoch)
+    world = distributed.world_size()
+    net = model
+    if world > 1:
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    step, stop = 0, False
+    for _ in progress_bar(range(recipe.epochs), desc=who, unit="epoch", enabled=progress):
+        if stop:
+            break
+        for x, y in batches(data, recipe.batch_size, generator=generator, device=device):
+            if augment is not None:
+                x = augment(x, generator)
+            n = len(y)
+            if world > 1:  # this rank's share; DDP averages, hence the factor `world`
+                part = distributed.shard(torch.arange(n, device=device))
+                x, y = x[part], y[part]
+            loss = F.cross_entropy(net(x), y, reduction="sum") * (world / n)
+            check_finite_loss(loss, who, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if on_step is not None and on_step(step):
+                stop = True
+                break
+    return model.eval()
