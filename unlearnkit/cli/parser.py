@@ -23,9 +23,11 @@ from unlearnkit.deletion import report as deletion
 def docs_folder(package: Path) -> Optional[Path]:
     """The documentation of the `unlearnkit` package at `package`: installed with it
     (`package/docs`, put there by setup.py) or, in a checkout, the checkout's `docs/`."""
-    for folder, beside in ((package / "docs", package), (package.parent / "docs", package.parent / "pyproject.toml")):
-        if (folder / "cli.md").is_file() and beside.exists():
-            return folder
+    if (package / "docs" / "cli.md").is_file():
+        return package / "docs"
+    checkout = package.parent  # a docs/ folder beside the package is ours only in the project's own checkout
+    if (checkout / "docs" / "cli.md").is_file() and (checkout / "pyproject.toml").is_file():
+        return checkout / "docs"
     return None
 
 
