@@ -50,6 +50,22 @@ def test_markdown_shows_value_std_and_gap():
     assert "Table 1" in text
 
 
+def test_markdown_has_a_stop_column_and_marks_rows_equal_to_the_original():
+    rows = [{**_row("salun", s, 1.0), "stop_reason": "guard", "unchanged": s < 2} for s in range(3)]
+    rows += [{**_row("ga", s, 1.0), "stop_reason": "target" if s else "budget"} for s in range(3)]
+    rows += [_row("fisher", s, 1.0) for s in range(3)]
+    results = {"manifest": {"dataset": "d", "model": "m", "seeds": [0, 1, 2], "attack": "a", "device": "cpu"},
+               "summary": report.summarize(rows), "comparisons": []}
+    lines = report.markdown(results).splitlines()
+    assert "| method | γ | UA | RA | TA | MIA | avg gap | UT (s) | stop |" in lines
+    (salun,) = [line for line in lines if line.startswith("| salun")]
+    assert salun.startswith("| salun (= original on 2/3 seeds) |") and salun.endswith("| guard ×3 |")
+    assert [line for line in lines if line.startswith("| ga ")][0].endswith("| budget, target ×2 |")
+    assert [line for line in lines if line.startswith("| fisher ")][0].endswith("| – |")  # no stop rule
+    every = report.summarize([{**_row("ssd", s, 1.0), "unchanged": True} for s in range(2)])
+    assert every[0]["unchanged_seeds"] == 2 and "| ssd (= original) |" in report.markdown({**results, "summary": every})
+
+
 def test_plans_follow_the_paper_tables(monkeypatch):
     methods = tuple(plan.MethodSpec(n, n) for n in ("original", "retrain", "ft", "salun", "ltu"))
     monkeypatch.setattr(plan, "paper_gamma", lambda name: 0.3 if name == "ltu" else 1.0)
@@ -267,3 +283,16 @@ def test_the_manifest_records_the_checkout_revision():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     assert provenance.checkout_revision() == (head, bool(subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()))
+
+
+def test_rows_of_an_older_results_file_read_guard_as_guard_acted(tmp_path):
+    """Results files written before the field was renamed call it `guard`: reused rows carry the new name."""
+    _run([RESET], tmp_path)
+    path = tmp_path / "results.json"
+    saved = json.loads(path.read_text())
+    saved["rows"][-1]["guard"] = 1
+    path.write_text(json.dumps(saved))
+    results, reused, _ = _run([RESET], tmp_path)
+    assert reused == 3
+    assert results["rows"][-1]["guard_acted"] == 1 and "guard" not in results["rows"][-1]
+    assert "guard" not in json.loads(path.read_text())["rows"][-1]

@@ -248,6 +248,18 @@ def test_train_refuses_an_existing_output(ws, capsys):
     assert (ws / "a.pt").read_bytes() == before
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_an_output_that_is_a_folder_says_so_with_or_without_force(force, ws, capsys):
+    """Not "exists; pass --force" first and "is a directory" after: --force would not help."""
+    (ws / "folder.pt").mkdir(exist_ok=True)
+    code, _, err = run(TRAIN[:1] + ["--config", ws / "t.toml", "--out", ws / "folder.pt", "--quiet", *force], capsys)
+    assert_one_line_usage_error(code, err, "is a directory; expected a file name")
+    (ws / "r" / "report.json").mkdir(parents=True, exist_ok=True)  # where unlearn's report goes
+    code, _, err = run(["unlearn", "--checkpoint", ws / "a.pt", "--method", METHOD, "--forget", "random:0.2",
+                        "--out", ws / "r" / "b.pt", "--quiet", *force], capsys)
+    assert_one_line_usage_error(code, err, "report.json is a folder")
+
+
 @pytest.mark.parametrize("spelling", ["a.pt", "./a.pt", "sub/../a.pt", "{ws}/a.pt"])
 def test_unlearn_refuses_to_overwrite_its_input(spelling, ws, capsys, monkeypatch):
     monkeypatch.chdir(ws)

@@ -62,3 +62,29 @@ def test_help_ends_with_a_pointer_to_docs_that_exist(command):
     assert text.endswith(re.sub(r"\s+", " ", DOCS))
     for name in re.findall(r"docs/[\w-]+\.md", text):
         assert (ROOT / name).is_file(), name
+
+
+def test_help_names_where_the_docs_are_on_this_machine():
+    """Not "docs/cli.md in the source repository", which an installed copy does not have."""
+    from unlearnkit.cli.parser import docs_folder
+
+    paths = re.findall(r"(\S+\.md)\b", DOCS)
+    assert len(paths) == 3 and all(Path(p).is_absolute() and Path(p).is_file() for p in paths), paths
+    assert "choosing.md" in re.sub(r"\s+", " ", _commands()["unlearn"].format_help()).split("Documentation:")[0]
+    assert docs_folder(Path(unlearnkit.__file__).parent) == Path(paths[0]).parent
+
+
+def test_docs_are_found_installed_with_the_package_or_in_the_checkout(tmp_path):
+    from unlearnkit.cli.parser import docs_folder
+
+    installed = tmp_path / "site-packages" / "unlearnkit"
+    (installed / "docs").mkdir(parents=True)
+    (installed / "docs" / "cli.md").write_text("# cli")
+    assert docs_folder(installed) == installed / "docs"
+    checkout = tmp_path / "clone"
+    (checkout / "unlearnkit").mkdir(parents=True)
+    (checkout / "docs").mkdir()
+    (checkout / "docs" / "cli.md").write_text("# cli")
+    assert docs_folder(checkout / "unlearnkit") is None  # a docs/ folder beside some package is not ours...
+    (checkout / "pyproject.toml").write_text("[project]\n")
+    assert docs_folder(checkout / "unlearnkit") == checkout / "docs"  # ... the checkout's is

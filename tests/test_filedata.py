@@ -265,3 +265,30 @@ def test_dataset_options_from_the_command_line_are_recorded(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and needle in err and "\n" not in err, err
     assert not (tmp_path / "b.pt").exists()
+
+
+class _MismatchedTorchvision:
+    """An import finder that fails as a torchvision built for another torch does."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return None
+
+
+def test_a_torchvision_that_does_not_match_torch_is_one_line_naming_both_versions(tmp_path, monkeypatch, capsys):
+    import importlib.metadata as md
+    import sys
+
+    root = make_folder(tmp_path / "images")
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_MismatchedTorchvision(), *sys.meta_path])
+    assert main(["train", "--dataset", f"folder:{root}", "--model", "mlp", "--epochs", "1",
+                 "--out", str(tmp_path / "a.pt"), "--quiet"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"unlearnkit: failed: torchvision {md.version('torchvision')} does not work with torch "
+                           f"{md.version('torch')} (operator torchvision::nms does not exist)")
+    assert "must match" in line
+    with pytest.raises(uk.UnlearnkitError, match="must match"):
+        uk.build_model("resnet18", make_task("synthetic", seed=0), seed=0)

@@ -37,6 +37,19 @@ def test_stages_advanced_by_hand_log_one_line_each(capsys):
     assert capsys.readouterr().err.splitlines()[:2] == ["bench 2/3: ft: done", "bench 3/3: ga: done"]
 
 
+def _stops_during(step, total):
+    for i in uk.progress_bar(range(total), desc="salun", unit="epoch"):
+        if i + 1 == step:  # a stop rule returns within this epoch
+            return i
+
+
+@pytest.mark.parametrize("step", [1, 4])
+def test_a_loop_left_early_says_where_it_stopped_never_n_of_total(step, capsys):
+    _stops_during(step, 10)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(rf"salun: stopped in epoch {step}/10 in \d+\.\d s", line)  # not "salun: 0/10 epochs"
+
+
 def test_disabled_progress_is_silent(capsys):
     assert list(uk.progress_bar(range(3), desc="x", enabled=False)) == [0, 1, 2]
     assert capsys.readouterr().err == ""
@@ -84,4 +97,5 @@ def test_a_loop_that_stops_early_says_where(capsys):
     for i in uk.progress_bar(range(10), desc="ltu", unit="iteration"):
         if i == 3:
             break
-    assert re.fullmatch(r"ltu: 3/10 iterations in \d+\.\d s", capsys.readouterr().err.strip())
+    # left during the 4th iteration (a stop rule breaks after the step it checked)
+    assert re.fullmatch(r"ltu: stopped in iteration 4/10 in \d+\.\d s", capsys.readouterr().err.strip())

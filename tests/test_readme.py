@@ -64,3 +64,11 @@ def test_the_readme_commands_name_what_exists():
                 assert all(e in extras for e in extra.rstrip("]").split(",") if e), arg
     assert any("--index-url https://download.pytorch.org/whl/cpu" in c for c in lines)  # the CPU-only build
     assert lines[0] == "python3 -m venv .venv && . .venv/bin/activate"  # a virtual environment first
+
+
+def test_each_unlearn_in_the_readme_writes_into_a_folder_of_its_own():
+    """Two `unlearn --out` into one folder: the second finds the first's report.json and refuses."""
+    lines = _shell_lines((ROOT / "README.md").read_text())
+    outs = [shlex.split(c) for c in lines if c.startswith("unlearnkit unlearn")]
+    folders = [Path(argv[argv.index("--out") + 1]).parent for argv in outs]
+    assert len(folders) >= 2 and len(set(folders)) == len(folders) and Path(".") not in folders

@@ -112,7 +112,7 @@ def test_calibrated_stops_exactly_at_the_first_step_the_target_is_met(trained):
     tolerance = method.monitor.tolerance
     expected = _expected_first_met(task, model, tolerance)
     assert 0 < expected < STEPS
-    assert method.run_info == {"steps": expected, "stop_reason": "target", "guard": 0, "stop_step": expected, "unchanged": False}
+    assert method.run_info == {"steps": expected, "stop_reason": "target", "guard_acted": 0, "stop_step": expected, "unchanged": False}
     assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[expected].items())
 
 
@@ -120,7 +120,7 @@ def test_fixed_runs_the_whole_budget_and_evaluates_nothing(trained):
     model, task = trained
     method = ScriptedMethod(ScriptedConfig())  # stop = "fixed"
     out = method.unlearn(model, task.view({"forget"}))  # no val: the fixed rule must not read it
-    assert method.run_info == {"steps": STEPS, "stop_reason": "fixed", "guard": 0, "unchanged": False}
+    assert method.run_info == {"steps": STEPS, "stop_reason": "fixed", "guard_acted": 0, "unchanged": False}
     assert out.progress.item() == 1.0
 
 
@@ -131,7 +131,7 @@ def test_the_guard_restores_the_best_state_bit_identical_and_stops(trained):
     method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, stop_tolerance=0.0, harm_after=3))
     out = method.unlearn(model, task, seed=0)
     info = method.run_info
-    assert info["stop_reason"] == "guard" and info["guard"] == 1 and info["steps"] == 6
+    assert info["stop_reason"] == "guard" and info["guard_acted"] == 1 and info["steps"] == 6
     best = info["stop_step"]
     assert best in (0, 2)
     for k, v in method.states[best].items():
@@ -143,7 +143,7 @@ def test_a_dip_that_recovers_by_the_next_check_does_not_stop_the_run(trained):
     # Every other input is broken at step 4 only; checks every 2 steps see it once.
     method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, harm_after=3, harm_until=4))
     method.unlearn(model, task, seed=0)
-    assert method.run_info["guard"] == 0 and method.run_info["stop_reason"] == "target"
+    assert method.run_info["guard_acted"] == 0 and method.run_info["stop_reason"] == "target"
     assert any(c.guard_acc < method.monitor.guard_floor for c in method.monitor.history)  # the dip was seen
     # ... while with no patience the same dip stops the run.
     strict = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, harm_after=3, harm_until=4, guard_patience=1))
@@ -170,7 +170,7 @@ def test_rewind_after_a_non_finite_loss_returns_the_closest_state_checked_before
     checks = method.monitor.history
     assert sorted(c.step for c in checks) == [0, 5, 10, 15, 20]  # nothing after the divergence
     closest = min(checks, key=lambda c: c.distance)
-    assert method.run_info == {"steps": 22, "stop_reason": "diverged", "guard": 0, "stop_step": closest.step, "unchanged": False}
+    assert method.run_info == {"steps": 22, "stop_reason": "diverged", "guard_acted": 0, "stop_step": closest.step, "unchanged": False}
     assert all(torch.equal(out.state_dict()[k], v) for k, v in method.states[closest.step].items())
     assert not out.training
 
@@ -212,3 +212,30 @@ def test_stop_settings_are_validated():
     with pytest.raises(uk.ConfigError, match=r"\$\.stop: must be one of"):
         uk.structure_config(ScriptedConfig, {"stop": "early"})
     assert attrs.fields_dict(ScriptedConfig)["stop"].default == "fixed"
+
+
+def test_guard_acted_counts_the_checks_at_which_the_guard_acted(trained):
+    """`guard_acted` (formerly `guard`, documented as checks where the guard failed) counts the
+    checks at which held-out accuracy had been below the floor `guard_patience` times in a row."""
+    model, task = trained
+    # every other input breaks after step 3: checks at 4, 6, ..., 40 are below the floor (19),
+    # and from the second of them (step 6) on the guard acts: 18 checks
+    method = ScriptedMethod(ScriptedConfig(stop="rewind", stop_every=2, stop_tolerance=0.0, harm_after=3))
+    method.unlearn(model, task, seed=0)
+    below = [c.step for c in method.monitor.history if c.guard_acc < method.monitor.guard_floor]
+    assert below == list(range(4, STEPS + 1, 2))
+    assert method.run_info["guard_acted"] == len(below) - 1 and method.run_info["stop_step"] in (0, 2)
+    assert "guard" not in method.run_info
+
+
+def test_the_stopping_docs_name_every_field_a_run_records(trained):
+    from pathlib import Path
+
+    model, task = trained
+    section = (Path(__file__).parents[1] / "docs/stopping.md").read_text().split("## What the results record", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    method = ScriptedMethod(ScriptedConfig(stop="calibrated", stop_every=2, stop_tolerance=0.0, harm_after=3))
+    method.unlearn(model, task, seed=0)
+    for key in method.run_info:
+        assert f"`{key}` (" in section, key
+    assert "guard failed" not in section  # it counts where the guard acted

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from unlearnkit.core.config import config_class
-from unlearnkit.core.errors import UsageError
+from unlearnkit.core.errors import UsageError, import_torchvision
 from unlearnkit.core.registry import FROM_NAME
 from unlearnkit.core.validators import positive
 
@@ -71,6 +71,7 @@ class ResNetConfig:
 
 
 def resnet18(config: ResNetConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    import_torchvision()
     from torchvision.models import resnet18 as tv_resnet18
 
     if len(input_shape) != 3:
@@ -89,6 +90,7 @@ class VitConfig:
 
 
 def vit_tiny(config: VitConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    import_torchvision()
     from torchvision.models import VisionTransformer
 
     if len(input_shape) != 3 or input_shape[1] != input_shape[2] or input_shape[0] != 3:
@@ -117,6 +119,7 @@ _TORCHVISION_ARGS = {"googlenet": {"aux_logits": False, "init_weights": True}, "
 def torchvision_model(config: TorchvisionConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     import difflib
 
+    import_torchvision()
     import torchvision.models as tvm
 
     name = config.arch

@@ -14,6 +14,11 @@ import torch
 from unlearnkit.engine import distributed
 
 STACK = ("torch", "torchvision", "numpy", "scikit-learn", "scipy")
+#: Where README.md's results table was measured (`unlearnkit bench`, the quick preset); README
+#: names the same build and threads beside the table. Update both whenever the table is re-run.
+README_TABLE = {"setting_hash": "31d7ee5a01e5353e", "torch": "2.14.1+cu130", "threads": 2, "world_size": 1, "device": "cpu"}
+#: Written into a wheel built from a git checkout (setup.py): that checkout's revision and dirty flag.
+BUILD_RECORD = Path(__file__).resolve().parents[1] / "_build_revision.json"  # in unlearnkit/
 
 
 def versions(names: Iterable[str]) -> dict[str, str]:
@@ -35,17 +40,37 @@ def environment(names: Iterable[str], device: Any) -> dict[str, Any]:
             "world_size": distributed.world_size(), "threads": torch.get_num_threads(), "git": source(names)}
 
 
+def readme_note(manifest: dict[str, Any]) -> Optional[str]:
+    """One line when `manifest` is of README's results setting but was computed in another
+    environment than `README_TABLE` (torch build, threads, processes, device), else None."""
+    if manifest.get("setting_hash") != README_TABLE["setting_hash"]:
+        return None
+    keys = ("torch", "threads", "world_size", "device")
+    if all(manifest.get(k) == README_TABLE[k] for k in keys):
+        return None
+
+    def where(env: dict[str, Any]) -> str:
+        return (f"torch {env.get('torch')}, {env.get('threads')} thread(s), {env.get('world_size')} process(es), "
+                f"device {env.get('device')}")
+
+    return (f"note: README.md's results table was made with {where(README_TABLE)}; this run: {where(manifest)}. "
+            "Rows move by up to a few points between such environments (README.md, Results).")
+
+
 def source(names: Iterable[str]) -> dict[str, Any]:
     """Where the unlearnkit code came from, for a manifest's `git` field.
 
     `revision`: the commit of the source, from the git checkout the core is imported from, else
+    from the checkout a wheel of it was built from (`BUILD_RECORD`, e.g. `pip install .`), else
     from a pip install of a VCS URL (PEP 610 `direct_url.json`), else None. `dirty`: whether
-    that checkout has uncommitted changes (None when unknown). `distributions`: for each of
+    that checkout had uncommitted changes (None when unknown). `distributions`: for each of
     `names`, its version and how pip installed it (`index`, an `editable` or plain `file:` path,
     or a VCS URL with its commit).
     """
     distributions = {name: _distribution(name) for name in sorted(set(names))}
     revision, dirty = checkout_revision()
+    if revision is None:
+        revision, dirty = build_revision()
     if revision is None:
         revision = (distributions.get("unlearnkit") or {}).get("commit")
     return {"revision": revision, "dirty": dirty, "distributions": distributions}
@@ -72,6 +97,16 @@ def checkout_revision() -> tuple[Optional[str], Optional[bool]]:
     revision = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return revision or None, None if status is None else bool(status)
+
+
+def build_revision() -> tuple[Optional[str], Optional[bool]]:
+    """`(commit, dirty)` recorded in `BUILD_RECORD` when the installed package was built, else (None, None)."""
+    try:
+        record = json.loads(BUILD_RECORD.read_text())
+    except (OSError, ValueError):
+        return None, None
+    revision = record.get("revision") if isinstance(record, dict) else None
+    return (revision, record.get("dirty")) if isinstance(revision, str) else (None, None)
 
 
 def _distribution(name: str) -> dict[str, Any]:

@@ -102,6 +102,8 @@ class ResultsFolder:
             rows, setting = previous["rows"], previous["manifest"]["setting_hash"]
             for row in rows:
                 row_identity(row)  # has the fields a row has
+                if "guard" in row and "guard_acted" not in row:  # its name in results files written before it was renamed
+                    row["guard_acted"] = row.pop("guard")
         except (OSError, ValueError, KeyError, TypeError):
             raise UsageError(f"{path} exists but is not an unlearnkit results file; choose another --out") from None
         if setting != self.manifest["setting_hash"]:
@@ -146,5 +148,6 @@ class ResultsFolder:
         results = self._results()
         if self.rank0:
             self.save()
-            report.plot(results, self.out / "results.png")
+            if not report.plot(results, self.out / "results.png"):  # no matplotlib, or nothing to plot
+                (self.out / "results.png").unlink(missing_ok=True)  # an earlier run's plot would not show these results
         return results

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from unlearnkit.bench import plan
+from unlearnkit.bench import plan, provenance
 from unlearnkit.bench import report as bench_report
 from unlearnkit.bench import results as results_mod
 from unlearnkit.bench import runner as bench_mod
@@ -122,10 +122,10 @@ def _out_path(out: str, force: bool, inputs: Sequence[str] = ()) -> Path:
     for src in inputs:
         if path.resolve() == Path(src).resolve():
             raise UsageError(f"--out {out!r} is the input checkpoint; refusing to overwrite it")
+    if path.is_dir():  # before --force: forcing would not help
+        raise UsageError(f"--out {out!r} is a directory; expected a file name")
     if path.exists() and not force:
         raise UsageError(f"--out {out!r} exists; pass --force to replace it")
-    if path.exists() and path.is_dir():
-        raise UsageError(f"--out {out!r} is a directory; expected a file name")
     _check_creatable(path, out)
     return path
 
@@ -347,8 +347,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             done[name] = runner.run()
     if len(regimes) == 1:
-        print(bench_report.markdown(done[regimes[0][0]]), end="")
-        print(f"results: {runner.results_path}, {out / 'results.md'}")
+        results = done[regimes[0][0]]
+        print(bench_report.markdown(results), end="")
+        note = provenance.readme_note(results["manifest"])
+        if note:
+            print(note)
+        files = [runner.results_path, out / "results.md"] + [out / "results.png"] * (out / "results.png").exists()
+        print(f"results: {', '.join(map(str, files[:-1]))} and {files[-1]}")
     else:
         summary = bench_mod.write_grid_report(out, done) if rank0 else ""
         print(summary, end="")

@@ -7,9 +7,12 @@ value.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
+import os
 import re
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from unlearnkit.bench.plan import PRESETS
 from unlearnkit.cli import audit as audit_cli
@@ -18,13 +21,32 @@ from unlearnkit.core.errors import UsageError
 from unlearnkit.deletion import report as deletion
 from unlearnkit.tune import command as tune_command
 
-#: Where the documentation is: the wheel installs no docs, so name the files in the source tree.
-DOCS = ("Documentation: docs/cli.md (commands, outputs, exit status) and docs/configuration.md (TOML run "
-        "configs) in the unlearnkit source repository; `unlearnkit plugins` lists what is installed.")
+def docs_folder(package: Path) -> Optional[Path]:
+    """The documentation of the `unlearnkit` package at `package`: installed with it
+    (`package/docs`, put there by setup.py) or, in a checkout, the checkout's `docs/`."""
+    if (package / "docs" / "cli.md").is_file():
+        return package / "docs"
+    checkout = package.parent  # a docs/ folder beside the package is ours only in the project's own checkout
+    if (checkout / "docs" / "cli.md").is_file() and (checkout / "pyproject.toml").is_file():
+        return checkout / "docs"
+    return None
+
+
+_DOCS_AT = docs_folder(Path(importlib.resources.files("unlearnkit")))  # type: ignore[arg-type]
+_DOCS_IN = f"{_DOCS_AT}{os.sep}" if _DOCS_AT else "docs/"
+#: Where the documentation is, ending every command's help.
+DOCS = (f"Documentation: {_DOCS_IN}cli.md (commands, outputs, exit status), {_DOCS_IN}configuration.md (TOML run "
+        f"configs) and {_DOCS_IN}choosing.md (which method to pick)" + ("" if _DOCS_AT else " in the unlearnkit source tree")
+        + "; `unlearnkit plugins` lists what is installed.")
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Appends an option's default to its help unless it has none (None, False) or the help names it."""
+    """Appends an option's default to its help unless it has none (None, False) or the help names it;
+    wraps descriptions without breaking a path at its hyphens."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False, break_long_words=False)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -110,7 +132,7 @@ def _dataset_options(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.toml", help="run configuration; command-line options win over it (see docs/configuration.md)")
+    p.add_argument("--config", metavar="FILE.toml", help=f"run configuration; command-line options win over it (see {_DOCS_IN}configuration.md)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda when present, else cpu)")
     p.add_argument("--data-dir", type=_folder, default=None, metavar="DIR",
                    help="where datasets live (default: $UNLEARNKIT_DATA_DIR or ~/.cache/unlearnkit)")
@@ -153,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("unlearn", help="apply an unlearning method to a checkpoint",
-                       description="Apply an unlearning method to a checkpoint and save the result as a new checkpoint.")
+                       description="Apply an unlearning method to a checkpoint and save the result as a new checkpoint. "
+                                   f"Which method to pick, from the measured tables: {_DOCS_IN}choosing.md.")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint to unlearn from (never modified)")
     p.add_argument("--method", default=None, metavar="NAME", help="unlearner name, see `unlearnkit plugins` (default: the config's [method] name)")
     p.add_argument("--forget", default=None, metavar="SPEC",

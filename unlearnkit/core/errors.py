@@ -1,6 +1,11 @@
-"""Error types. Every error a user can cause derives from `UnlearnkitError`."""
+"""Error types. Every error a user can cause derives from `UnlearnkitError`; `import_torchvision`
+turns a torchvision built for another torch into one."""
 
 from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+from types import ModuleType
 
 
 class UnlearnkitError(Exception):
@@ -44,3 +49,24 @@ class DivergenceError(UnlearnkitError, FloatingPointError):
 
 class NothingRemovedError(UnlearnkitError):
     """An unlearning run returned the weights it was given: it removed nothing."""
+
+
+def import_torchvision() -> ModuleType:
+    """`import torchvision`. A torchvision built for another torch fails on import (e.g.
+    "operator torchvision::nms does not exist"): that raises `UnlearnkitError` naming both versions."""
+    try:
+        return importlib.import_module("torchvision")
+    except (ImportError, RuntimeError, OSError) as exc:
+        found = {}
+        for name in ("torch", "torchvision"):
+            try:
+                found[name] = md.version(name)
+            except md.PackageNotFoundError:
+                found[name] = "not installed"
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        what = ("torchvision is not installed" if found["torchvision"] == "not installed"
+                else f"torchvision {found['torchvision']} does not work with torch {found['torch']} ({reason})")
+        raise UnlearnkitError(
+            f"{what}; their versions must match: install the torchvision release made for torch {found['torch']} "
+            "(pytorch.org/get-started/previous-versions)"
+        ) from None

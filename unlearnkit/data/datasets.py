@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit.core.config import config_class
-from unlearnkit.core.errors import UsageError
+from unlearnkit.core.errors import UsageError, import_torchvision
 from unlearnkit.core.validators import in_range, positive
 from unlearnkit.data.recipe import TrainConfig
 
@@ -186,6 +186,7 @@ def _torchvision(name: str, make: Callable[[bool], object], data_dir: Path, down
 
 def _cifar(name: str, num_classes: int, mean: tuple, std: tuple) -> Callable[..., DatasetBundle]:
     def factory(config: ImageConfig, data_dir: Path, download: bool = False) -> DatasetBundle:
+        import_torchvision()
         from torchvision import datasets
 
         cls = datasets.CIFAR10 if num_classes == 10 else datasets.CIFAR100
@@ -206,6 +207,7 @@ cifar100 = _cifar("cifar100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.
 
 
 def svhn(config: ImageConfig, data_dir: Path, download: bool = False) -> DatasetBundle:
+    import_torchvision()
     from torchvision import datasets
 
     mean, std = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
@@ -230,6 +232,7 @@ class TinyImageNetConfig:
 
 
 def tiny_imagenet(config: TinyImageNetConfig, data_dir: Path, download: bool = False) -> DatasetBundle:
+    import_torchvision()
     from torchvision.io import ImageReadMode, decode_image
 
     root = Path(data_dir) / config.folder

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from unlearnkit.core.config import config_class
-from unlearnkit.core.errors import UsageError
+from unlearnkit.core.errors import UsageError, import_torchvision
 from unlearnkit.core.registry import FROM_NAME
 from unlearnkit.core.validators import FieldError, one_of, positive
 from unlearnkit.data.datasets import ArrayDataset, DatasetBundle, _crop, crop_flip
@@ -342,6 +342,7 @@ def _decode(root: Path, train: list, test: list, label: dict[str, int], config: 
 def _decode_one(path: Path, rel: str, config: FolderConfig, where: str) -> torch.Tensor:
     """One image as a uint8 tensor (channels, height, width), resized when `config.size` is set."""
     from PIL import Image
+    import_torchvision()
     from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
     try:

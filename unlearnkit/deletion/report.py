@@ -71,6 +71,9 @@ def warnings_for(before: dict[str, Any], after: dict[str, Any], unchanged: bool)
 def report_paths(out: Path, force: bool) -> tuple[Path, Path]:
     """Where `unlearn --out OUT` writes its report; an existing report is replaced only with --force."""
     json_path, md_path = (Path(out).parent / name for name in REPORT_FILES)
+    folder = next((p for p in (json_path, md_path) if p.is_dir()), None)
+    if folder is not None:  # before --force: forcing would not help
+        raise UsageError(f"{folder} is a folder; unlearn writes its deletion report there: write --out into another folder")
     existing = next((p for p in (json_path, md_path) if p.exists()), None)
     if existing is not None and not force:
         raise UsageError(f"{existing} exists (an earlier deletion report); write --out into another folder, or pass --force to replace it")

@@ -55,14 +55,18 @@ class LineProgress:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.desc, self.total, self.each = iterable, desc, total, each
+        self.unit_name = "" if unit == "it" else unit
         self.unit = "" if unit == "it" else f" {unit}s"
         self.n, self.postfix, self.closed = initial, "", False
+        self.in_step = False  # a step was handed out and the loop left before it finished (a stop rule's return)
         self.start = time.perf_counter()
 
     def __iter__(self) -> Iterator:
         try:
             for item in self.iterable or ():
+                self.in_step = True
                 yield item
+                self.in_step = False
                 self.update(1)
         finally:  # also when the loop stops early (a stop rule's break, an error): the line says where
             self.close()
@@ -87,7 +91,10 @@ class LineProgress:
             return
         self.closed = True
         what = f" ({self.postfix})" if self.postfix and not self.each else ""
-        self._write(f"{self.desc}: {self._count()}{self.unit}{what} in {time.perf_counter() - self.start:.1f} s")
+        done = f"{self._count()}{self.unit}"
+        if self.in_step:  # left during step n + 1: say where, not "n/total"
+            done = f"stopped in {self.unit_name or 'step'} {self.n + 1}" + (f"/{self.total}" if self.total is not None else "")
+        self._write(f"{self.desc}: {done}{what} in {time.perf_counter() - self.start:.1f} s")
 
     def _count(self) -> str:
         return f"{self.n}/{self.total}" if self.total is not None else str(self.n)

@@ -28,7 +28,8 @@ target (the start included) and stops; at the end of the budget it restores the 
 `rewind` runs the full budget and restores the closest checked state (SCRUB+R); a run whose loss
 turns non-finite ends there and restores the closest state checked before it (a diverged
 checkpoint is never the closest one), where the other rules raise `DivergenceError`. The
-unlearner's `run_info` records `steps`, `stop_reason` and `guard` (checks where the guard acted).
+unlearner's `run_info` records `steps`, `stop_reason` and `guard_acted` (checks at which the guard
+acted: the held-out accuracy below its floor at `guard_patience` consecutive checks).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class StopMonitor:
             if self.reason == "fixed":  # the budget ran out
                 self.reason = "budget" if self.rule == "calibrated" else "rewind"
             model.load_state_dict(self.best[1])
-        info = {"steps": self.steps, "stop_reason": self.reason, "guard": self.guard_count}
+        info = {"steps": self.steps, "stop_reason": self.reason, "guard_acted": self.guard_count}
         if self.best is not None:
             info["stop_step"] = self.best[0].step
         self.unlearner.run_info.update(info)

@@ -132,3 +132,11 @@ def test_forget_steps_come_every_forget_every_iterations_with_a_cosine_weight(mo
     assert [alpha for alpha, _, _ in calls] == pytest.approx([cosine(8.0, t, 12) for t in (0, 5, 10)])
     assert [step for _, step, _ in calls] == [0, 6, 12]  # each iteration also takes a retain step
     assert [lr for _, _, lr in calls] == pytest.approx([0.01 * (1 + math.cos(math.pi * t / 12)) / 2 for t in (0, 5, 10)])
+
+
+def test_the_progress_line_counts_iterations(capsys):
+    """SFR-on's length is iterations: a log line `sfron: 660/660 epochs` named the wrong unit."""
+    model, task = trained_tiny_model()
+    uk.get_unlearner("sfron", iterations=10).unlearn(model, task, seed=0, progress=True)
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sfron: ")]
+    assert line.startswith("sfron: 10/10 iterations in ")

@@ -94,9 +94,9 @@ def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> to
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def epochs(n: int, who: str, progress: bool) -> Iterable[int]:
-    """`range(n)`, shown as a progress bar named `who` when `progress` is on."""
-    return uk.progress_bar(range(n), desc=who, unit="epoch", enabled=progress)
+def epochs(n: int, who: str, progress: bool, unit: str = "epoch") -> Iterable[int]:
+    """`range(n)`, shown as a progress bar named `who` counting `unit`s when `progress` is on."""
+    return uk.progress_bar(range(n), desc=who, unit=unit, enabled=progress)
 
 
 def fit(

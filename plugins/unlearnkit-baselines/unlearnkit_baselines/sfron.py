@@ -186,7 +186,7 @@ class SFRon(uk.Unlearner):
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         model.train()
         step = 0
-        for t in epochs(cfg.iterations, "sfron", progress):
+        for t in epochs(cfg.iterations, "sfron", progress, unit="iteration"):
             if t % cfg.forget_every == 0:
                 x, y = next(forget_batches)
                 if task.augment is not None:
