@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -33,6 +36,21 @@ def test_default_ltu_unlearns_a_tiny_task(tiny):
     assert not state_equal(new, model)
     metrics = uk.evaluate(new, task, attack="svc-confidence")
     assert all(0.0 <= metrics[k] <= 100.0 for k in ("UA", "RA", "TA", "MIA"))
+
+
+def test_four_forget_samples_and_a_few_dozen_retained_run_to_the_end(tiny):
+    """The small-data regime of a deletion request: |D_f| = 4, |D̂_r| = 30, |D_val| = 6; the
+    batches, query sets and audit set shrink to what there is, and nothing becomes NaN."""
+    model, task = tiny
+    small = SimpleNamespace(
+        forget=task.forget.subset(torch.arange(4)), retain=task.retain.subset(torch.arange(30)),
+        val=task.val.subset(torch.arange(6)), num_classes=task.num_classes,
+    )
+    run = uk.get_unlearner("ltu").prepare(model, small)  # the defaults: B = 64, n_q = 21, audit 32 + 32
+    assert run.audit_size == 4
+    for _ in range(3):
+        losses = run.iteration()
+        assert all(math.isfinite(v) for v in losses.values())
 
 
 @pytest.fixture
@@ -75,9 +93,9 @@ def test_ablation_combiners_drive_the_update(tiny, spy_combiner, combiner):
     run = uk.get_unlearner("ltu", {**FAST, "combiner": name, "momentum": 0.0, "weight_decay": 0.0}).prepare(model, task)
     for i in range(2):
         before = _flat(p.detach() for p in model.parameters())
-        run.iteration()
+        scale = run.iteration()["step_scale"]  # η_t = η α_t / α
         g_r, g_f, g = spy_combiner.records[i]
-        torch.testing.assert_close(_flat(p.detach() for p in model.parameters()), before - FAST["lr"] * _flat(g))
+        torch.testing.assert_close(_flat(p.detach() for p in model.parameters()), before - FAST["lr"] * scale * _flat(g))
         if combiner == "alternate":  # w/ iterative Grad: g_f on odd iterations (1, 3, ...), g_r on even ones
             torch.testing.assert_close(g, g_f if i == 0 else g_r)
         elif combiner == "sum":  # w/ GradAdd

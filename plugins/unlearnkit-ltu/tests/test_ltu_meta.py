@@ -1,4 +1,5 @@
-"""The meta-gradients g_r and g_f against references written with raw tensors and autograd."""
+"""The meta-gradients g_r and g_f against references written with raw tensors and autograd,
+on a tanh MLP and on the same MLP with a BatchNorm layer in eval mode (running statistics)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,55 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit_ltu import forgetting_feedback, functional_forward, remembering_feedback
+from unlearnkit_ltu.meta import meta_tune, polyak_step
 
 ALPHA, BETA = 0.3, 0.7
+EPS = 1e-5  # BatchNorm1d's
+#: (architecture, logit scale): at scale 40 the Polyak bound is below α (checked in the tests).
+MODELS = [("mlp", 1.0), ("bn", 1.0), ("bn", 40.0)]
 
 
-def _model() -> nn.Module:
+def _model(kind: str = "mlp", scale: float = 1.0) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    if kind == "mlp":
+        model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    else:
+        model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Tanh(), nn.Linear(7, 3)).double()
+        bn = model[1]
+        bn.running_mean.copy_(torch.randn(7, dtype=torch.float64))
+        bn.running_var.copy_(torch.rand(7, dtype=torch.float64) + 0.5)
+        bn.weight.data.copy_(torch.rand(7, dtype=torch.float64) + 0.5)
+        bn.bias.data.copy_(0.1 * torch.randn(7, dtype=torch.float64))
+    with torch.no_grad():
+        model[-1].weight.mul_(scale)
+    return model.eval()
 
 
-def _raw(theta: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The same two-layer network, written out: tanh(x W1ᵀ + b1) W2ᵀ + b2."""
-    w1, b1, w2, b2 = theta
-    return torch.tanh(x @ w1.T + b1) @ w2.T + b2
+def _raw(theta: list[torch.Tensor], x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """The same network, written out: tanh(x W1ᵀ + b1) W2ᵀ + b2, with BatchNorm on the running
+    statistics, (h − μ) / √(σ² + ε) · γ + b, between the first layer and tanh."""
+    if len(theta) == 4:
+        w1, b1, w2, b2 = theta
+        return torch.tanh(x @ w1.T + b1) @ w2.T + b2
+    w1, b1, gamma, b, w2, b2 = theta
+    bn = model[1]
+    h = (x @ w1.T + b1 - bn.running_mean) / torch.sqrt(bn.running_var + EPS) * gamma + b
+    return torch.tanh(h) @ w2.T + b2
 
 
 def _theta(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+
+
+def _inner_step(loss: torch.Tensor, grads, polyak: bool) -> float:
+    """α, or min(α, L / ‖∇L‖²) written out."""
+    if not polyak:
+        return ALPHA
+    return min(ALPHA, float(loss.detach()) / float(sum((g.detach() ** 2).sum() for g in grads)))
+
+
+def _forward(model: nn.Module):
+    return functional_forward(model, dict(model.named_buffers()))
 
 
 def _data():
@@ -36,43 +69,85 @@ def _data():
     return support_x, support_y, query_x, query_y, [2, 3, 4]
 
 
-def _reference_remember(model, support_x, support_y, query_x, query_y, sizes, *, first_order, meta_opt=True):
+def _reference_remember(model, support_x, support_y, query_x, query_y, sizes, *, first_order, meta_opt=True, polyak=False):
     theta = _theta(model)
-    tune = F.cross_entropy(_raw(theta, support_x), support_y)
+    tune = F.cross_entropy(_raw(theta, support_x, model), support_y)
     if meta_opt:
         grads = torch.autograd.grad(tune, theta, create_graph=True)
         if first_order:
             grads = [g.detach() for g in grads]
-        fast = [t - ALPHA * g for t, g in zip(theta, grads)]
+        alpha = _inner_step(tune, grads, polyak)
+        fast = [t - alpha * g for t, g in zip(theta, grads)]
     else:
         fast = theta
     test = sum(
-        F.cross_entropy(_raw(fast, qx), qy) for qx, qy in zip(query_x.split(sizes), query_y.split(sizes))
+        F.cross_entropy(_raw(fast, qx, model), qy) for qx, qy in zip(query_x.split(sizes), query_y.split(sizes))
     )
     return torch.autograd.grad(tune + BETA * test, theta)
 
 
-def _remember(model, support_x, support_y, query_x, query_y, sizes, **kw):
-    params = dict(model.named_parameters())
-    fb = remembering_feedback(
-        functional_forward(model, {}), params, support_x, support_y, query_x, query_y, sizes,
+def _remember_feedback(model, support_x, support_y, query_x, query_y, sizes, **kw):
+    return remembering_feedback(
+        _forward(model), dict(model.named_parameters()), support_x, support_y, query_x, query_y, sizes,
         inner_lr=ALPHA, beta=BETA, **kw,
     )
-    return fb.gradient
 
 
+def _remember(model, *data, **kw):
+    return _remember_feedback(model, *data, **kw).gradient
+
+
+@pytest.mark.parametrize("kind, scale", MODELS)
+@pytest.mark.parametrize("polyak", [False, True])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_remembering_gradient_matches_autograd_reference(first_order):
-    model, data = _model(), _data()
-    ours = _remember(model, *data, first_order=first_order)
-    reference = _reference_remember(model, *data, first_order=first_order)
+def test_remembering_gradient_matches_autograd_reference(first_order, polyak, kind, scale):
+    model, data = _model(kind, scale), _data()
+    ours = _remember(model, *data, first_order=first_order, polyak=polyak)
+    reference = _reference_remember(model, *data, first_order=first_order, polyak=polyak)
     torch.testing.assert_close(ours, list(reference))
 
 
-def test_remembering_without_meta_opt_is_the_plain_gradient_at_theta():
-    model, data = _model(), _data()
-    ours = _remember(model, *data, meta_opt=False)
+@pytest.mark.parametrize("kind, scale", MODELS)
+def test_remembering_without_meta_opt_is_the_plain_gradient_at_theta(kind, scale):
+    model, data = _model(kind, scale), _data()
+    ours = _remember(model, *data, meta_opt=False, polyak=True)
     torch.testing.assert_close(ours, list(_reference_remember(model, *data, first_order=False, meta_opt=False)))
+
+
+def test_the_polyak_bound_acts_on_large_logits_only():
+    """The parametrisations above cover both regimes: α itself, and the bound below it."""
+    data = _data()
+    assert _remember_feedback(_model("bn", 1.0), *data, polyak=True).step == ALPHA
+    assert _remember_feedback(_model("bn", 40.0), *data, polyak=True).step < ALPHA / 5
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0, 1000.0])
+def test_polyak_meta_tune_step_lowers_the_random_label_loss_whatever_the_logit_scale(scale):
+    """Eq. 2 is a step that improves forgetting of the support set. With α fixed it overshoots
+    once the logits are large (the loss rises: the collapse of a memorising BatchNorm ResNet);
+    the Polyak-bounded step lowers it at every scale."""
+    model = _model("bn", scale)
+    params = dict(model.named_parameters())
+    support_x, support_y = _data()[:2]
+    forward = _forward(model)
+
+    def tune_loss(p):
+        return F.cross_entropy(forward(p, support_x), support_y)
+
+    for polyak in (False, True):
+        loss, grads, fast, step = meta_tune(params, tune_loss, ALPHA, first_order=True, polyak=polyak)
+        after = tune_loss({n: t.detach() for n, t in fast.items()})
+        if polyak:
+            assert after < loss and step == pytest.approx(polyak_step(loss, grads, ALPHA))
+        elif scale >= 1000:
+            assert after > loss  # the fixed step overshoots: what the bound is for
+
+
+def test_polyak_step_is_alpha_for_a_zero_gradient_and_never_negative():
+    zero = [torch.zeros(3)]
+    assert polyak_step(torch.tensor(2.0), zero, 0.05) == 0.05
+    assert polyak_step(torch.tensor(-1.0), [torch.ones(3)], 0.05) == 0.0
+    assert polyak_step(torch.tensor(3.0), [torch.full((3,), 10.0)], 0.05) == pytest.approx(3.0 / 300)
 
 
 def test_first_order_drops_a_nonzero_second_order_term():
@@ -111,37 +186,42 @@ def _audit():
     return x, y, targets
 
 
-def _reference_forget(model, x, y, targets, *, first_order, meta_opt=True):
+def _reference_forget(model, x, y, targets, *, first_order, meta_opt=True, polyak=False):
     theta = _theta(model)
-    tune = _bce(_mi_confidence(_raw(theta, x), y), targets)
+    tune = _bce(_mi_confidence(_raw(theta, x, model), y), targets)
     if meta_opt:
         grads = torch.autograd.grad(tune, theta, create_graph=True)
         if first_order:
             grads = [g.detach() for g in grads]
-        fast = [t - ALPHA * g for t, g in zip(theta, grads)]
+        alpha = _inner_step(tune, grads, polyak)
+        fast = [t - alpha * g for t, g in zip(theta, grads)]
     else:
         fast = theta
-    test = _bce(_mi_entropy(_raw(fast, x), y), targets)
+    test = _bce(_mi_entropy(_raw(fast, x, model), y), targets)
     return torch.autograd.grad(tune + BETA * test, theta)
 
 
 def _forget(model, x, y, targets, **kw):
     fb = forgetting_feedback(
-        functional_forward(model, {}), dict(model.named_parameters()), x, y, targets, _mi_confidence, _mi_entropy,
+        _forward(model), dict(model.named_parameters()), x, y, targets, _mi_confidence, _mi_entropy,
         inner_lr=ALPHA, beta=BETA, **kw,
     )
     return fb.gradient
 
 
+@pytest.mark.parametrize("kind, scale", MODELS)
+@pytest.mark.parametrize("polyak", [False, True])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_forgetting_gradient_matches_autograd_reference(first_order):
-    model, audit = _model(), _audit()
-    torch.testing.assert_close(_forget(model, *audit, first_order=first_order), list(_reference_forget(model, *audit, first_order=first_order)))
+def test_forgetting_gradient_matches_autograd_reference(first_order, polyak, kind, scale):
+    model, audit = _model(kind, scale), _audit()
+    ours = _forget(model, *audit, first_order=first_order, polyak=polyak)
+    torch.testing.assert_close(ours, list(_reference_forget(model, *audit, first_order=first_order, polyak=polyak)))
 
 
-def test_forgetting_without_meta_opt_is_the_plain_gradient_at_theta():
-    model, audit = _model(), _audit()
-    ours = _forget(model, *audit, meta_opt=False)
+@pytest.mark.parametrize("kind, scale", MODELS)
+def test_forgetting_without_meta_opt_is_the_plain_gradient_at_theta(kind, scale):
+    model, audit = _model(kind, scale), _audit()
+    ours = _forget(model, *audit, meta_opt=False, polyak=True)
     torch.testing.assert_close(ours, list(_reference_forget(model, *audit, first_order=False, meta_opt=False)))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -60,9 +63,9 @@ def test_update_is_the_combined_gradient_through_the_outer_optimizer(doubles, ti
     ltu = uk.get_unlearner("ltu", doubles.config(momentum=0.0, weight_decay=0.0, lr=0.05))
     run = ltu.prepare(model, task, seed=0)
     before = _params(model)
-    run.iteration()
+    scale = run.iteration()["step_scale"]  # η_t = η α_t / α
     (g_r, g_f, g), = doubles.combined
-    expected = before - 0.05 * torch.cat([t.reshape(-1) for t in g])
+    expected = before - 0.05 * scale * torch.cat([t.reshape(-1) for t in g])
     torch.testing.assert_close(_params(model), expected)
     assert doubles.calls["test-project"]["reset"] == 1
 
@@ -74,11 +77,37 @@ def test_bank_needs_differentiable_attacks(doubles, tiny):
         ltu.unlearn(model, task)
 
 
-def test_diverging_run_raises_divergence_error(doubles, tiny):
+@pytest.mark.parametrize("polyak", [True, False])
+def test_diverging_run_names_the_iteration_and_the_setting_to_lower(doubles, tiny, polyak):
     model, task = tiny
-    ltu = uk.get_unlearner("ltu", doubles.config(lr=1e12, inner_lr=1e6, iterations=20))
-    with pytest.raises(uk.DivergenceError, match="ltu"):
+    ltu = uk.get_unlearner("ltu", doubles.config(lr=1e12, inner_lr=1e6, iterations=20, polyak=polyak))
+    with pytest.raises(uk.DivergenceError, match=r"^ltu: .* became (nan|inf|-inf) at iteration \d+; lower (lr|inner_lr) \(now 1e\+(12|06)\)"):
         ltu.unlearn(model, task)
+
+
+def test_non_finite_model_is_reported_before_any_update(doubles, tiny):
+    model, task = tiny
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    run = uk.get_unlearner("ltu", doubles.config()).prepare(model, task)
+    with pytest.raises(uk.DivergenceError, match=r"^ltu: the random-label loss .* at iteration 1, before any update: the model's own outputs"):
+        run.iteration()
+
+
+@pytest.mark.parametrize("part, message", [
+    ("forget", "the forget set is empty"),
+    ("retain", r"D̂_r, the retained data LTU may read, is empty; raise the task's retain_access"),
+    ("val", "the MI bank needs non-members and D_val is empty; .* or set forget_feedback = false"),
+])
+def test_empty_parts_are_refused_in_one_line(doubles, tiny, part, message):
+    model, task = tiny
+    parts = {name: getattr(task, name) for name in ("forget", "retain", "val")}
+    parts[part] = parts[part].subset(torch.arange(0))
+    empty = SimpleNamespace(**parts, num_classes=task.num_classes)
+    with pytest.raises(uk.UsageError, match=f"^ltu: {message}"):
+        uk.get_unlearner("ltu", doubles.config()).prepare(model, empty)
+    if part == "val":  # without the bank D_val is not needed
+        uk.get_unlearner("ltu", doubles.config(forget_feedback=False)).prepare(model, empty).iteration()
 
 
 def test_unknown_component_names_are_reported_by_the_registry(doubles, tiny):

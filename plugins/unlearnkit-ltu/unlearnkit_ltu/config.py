@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from unlearnkit import StopSettings, config_class
-from unlearnkit.validators import FieldError, in_range, non_negative, positive
+from unlearnkit.validators import FieldError, in_range, non_negative, one_of, positive
 
 
 def _names(minimum: int) -> Any:
@@ -52,6 +52,15 @@ class LtuConfig(StopSettings):
     (3 × 21 ≈ 64) and the audit set `audit_size` forget samples (the first of B_f) plus as many
     of D̂_r (2 × 32 = 64). `max_grad_norm` (beyond the paper, off) bounds each feedback gradient.
 
+    Step size (beyond the paper, on): with `polyak`, each meta-tune step is at most the Polyak
+    step, α_t = min(α, L_tune / ‖∇L_tune‖²), and the meta-update's learning rate keeps its ratio
+    to the remembering one, η_t = η · α_t / α (the forgetting one without remembering feedback):
+    the paper's fixed α and η wherever a step of α does not overshoot L_tune's first-order zero
+    (CNN1D), and steps that follow the loss's scale where it does (a memorising BatchNorm
+    ResNet, whose random-label gradient is 10–50× larger). `polyak = false`: α and η fixed.
+    `batch_norm`: "batch" normalises the meta-optimisation's forwards with their batch's
+    statistics (running statistics never updated), "running" with the running statistics.
+
     Components are looked up by name in the registry, so a user's own sampler, attack or
     combiner plugs in by naming it here. The paper's ablations are settings:
     `forget_feedback=False` (w/o ForFeed), `remember_feedback=False` (w/o RemFeed),
@@ -64,12 +73,14 @@ class LtuConfig(StopSettings):
     forget_batch_size: int = attrs.field(default=64, validator=positive)
     query_size: int = attrs.field(default=21, validator=positive)  # n_q, per sampler: 3 sets ≈ one forget batch
     audit_size: int = attrs.field(default=32, validator=positive)  # samples of B_f, and as many of D̂_r, in A
-    inner_lr: float = attrs.field(default=0.05, validator=positive)  # α, eq. 2
+    inner_lr: float = attrs.field(default=0.05, validator=positive)  # α, eq. 2 (with `polyak`: the largest step)
     beta: float = attrs.field(default=1.0, validator=non_negative)  # β, eq. 4
     lr: float = attrs.field(default=5e-4, validator=positive)  # η, eq. 5
     momentum: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0, high_open=True))
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     max_grad_norm: float = attrs.field(default=0.0, validator=non_negative)  # beyond the paper: bound on ‖g_r‖, ‖g_f‖; 0 = off
+    polyak: bool = True  # beyond the paper: α_t = min(α, L_tune / ‖∇L_tune‖²), η_t = η α_t / α
+    batch_norm: str = attrs.field(default="batch", validator=one_of("batch", "running"))  # BatchNorm statistics in the meta-optimisation
     samplers: tuple[str, ...] = attrs.field(default=("feature-nn", "label-nn", "random"), validator=_names(1))
     sampler_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("samplers"))
     bank: tuple[str, ...] = attrs.field(default=("mi-logreg", "mi-mlp-sorted", "mi-mlp-label"), validator=_names(2))

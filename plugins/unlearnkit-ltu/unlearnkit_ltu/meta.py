@@ -6,6 +6,10 @@ comprehension: no model copy per step. With `first_order=False` the inner gradie
 graph (`create_graph=True`) and the meta-gradient holds the second-order term, as in MAML;
 with `first_order=True` the inner gradient is detached (first-order MAML).
 
+Step size (beyond the paper, `polyak=True`): the meta-tune step is min(α, L_tune / ‖∇L_tune‖²),
+at most the Polyak step, the one that takes L_tune to zero to first order; it is a number
+(no graph), so the meta-gradient is MAML's with that α. `Feedback.step` reports it.
+
 Data parallelism: with `test_part` (this rank's positions in the query or audit set) and
 `reduce` (an in-place sum across ranks), the inner step runs on the whole support or audit set
 on every rank — it defines θ' and θ'' — while each rank takes the meta-test loss on its part
@@ -17,12 +21,14 @@ Equation numbers refer to the paper (arXiv 2407.10494).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Params = dict[str, torch.Tensor]
 Reduce = Callable[[list[torch.Tensor]], None]
@@ -36,29 +42,63 @@ class Feedback(NamedTuple):
     gradient: list[torch.Tensor]
     tune_loss: torch.Tensor  # L_tune(θ), eq. 1 / 11
     test_loss: torch.Tensor  # L_test(θ') (at θ without meta-optimisation), eq. 3
+    step: float  # the meta-tune step size α_t (the one θ' was built with, or would have been)
 
 
-def functional_forward(model: nn.Module, buffers: Params) -> Forward:
-    """`forward(params, x)`: the logits of `model` with parameters `params` and fixed `buffers`."""
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def functional_forward(
+    model: nn.Module, buffers: Params, *, batch_stats: bool = False, twice_differentiable: bool = False
+) -> Forward:
+    """`forward(params, x)`: the logits of `model` (in eval mode) with parameters `params` and `buffers`.
+
+    `batch_stats`: BatchNorm layers normalise with the statistics of `x` (a batch of two or
+    more), as in training; their running statistics are neither read nor updated (updates go
+    to a scratch copy). A single sample, which has no batch statistics, uses the running ones.
+    Every other module stays in eval mode (no dropout). `twice_differentiable` computes
+    attention with PyTorch's math kernel, the one whose backward can itself be differentiated
+    (the fused CPU and GPU kernels cannot), as the second-order meta-gradient of a transformer needs.
+    """
+    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)] if batch_stats else []
+    scratch = {name: b.clone() for name, b in buffers.items()} if norms else buffers
 
     def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, (params, buffers), (x,))
+        on_batch = bool(norms) and len(x) > 1
+        for m in norms:
+            m.train(on_batch)
+        try:
+            with sdpa_kernel(SDPBackend.MATH) if twice_differentiable else contextlib.nullcontext():
+                return functional_call(model, (params, scratch if on_batch else buffers), (x,))
+        finally:
+            for m in norms:
+                m.eval()
 
     return forward
 
 
-def meta_tune(
-    params: Params, tune_loss: Callable[[Params], torch.Tensor], inner_lr: float, *, first_order: bool = False
-) -> tuple[torch.Tensor, list[torch.Tensor], Params]:
-    """L_tune(θ), its gradient, and the temporary weights θ' = θ − α ∇_θ L_tune(θ).
+def polyak_step(loss: torch.Tensor, grads: Sequence[torch.Tensor], inner_lr: float) -> float:
+    """min(α, L / ‖∇L‖²): the step along −∇L that takes L to zero to first order, at most α
+    (α when the gradient is zero)."""
+    squared = float(sum(g.detach().double().pow(2).sum() for g in grads))
+    return min(inner_lr, max(float(loss.detach()), 0.0) / squared) if squared > 0 else inner_lr
 
-    With `first_order=False` θ' stays a differentiable function of θ through the gradient
-    (second order); otherwise the gradient is detached.
+
+def meta_tune(
+    params: Params, tune_loss: Callable[[Params], torch.Tensor], inner_lr: float, *, first_order: bool = False,
+    polyak: bool = False,
+) -> tuple[torch.Tensor, list[torch.Tensor], Params, float]:
+    """L_tune(θ), its gradient, the temporary weights θ' = θ − α_t ∇_θ L_tune(θ), and α_t.
+
+    α_t = α, or with `polyak` min(α, L_tune / ‖∇L_tune‖²), a number. With `first_order=False`
+    θ' stays a differentiable function of θ through the gradient (second order); otherwise the
+    gradient is detached.
     """
     loss = tune_loss(params)  # eq. 1
     grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=not first_order)
-    fast = {name: p - inner_lr * g for (name, p), g in zip(params.items(), grads)}  # eq. 2
-    return loss, list(grads), fast
+    step = polyak_step(loss, grads, inner_lr) if polyak else inner_lr
+    fast = {name: p - step * g for (name, p), g in zip(params.items(), grads)}  # eq. 2
+    return loss, list(grads), fast, step
 
 
 def query_weights(sizes: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -109,18 +149,21 @@ def meta_feedback(
     beta: float,
     first_order: bool,
     meta_opt: bool,
+    polyak: bool,
     reduce: Reduce | None,
 ) -> Feedback:
     """∇_θ [L_tune(θ) + β L_test(θ')] with θ' from one inner step (meta-tune, meta-test);
-    without meta-optimisation both losses are taken at θ and θ' is never built."""
+    without meta-optimisation both losses are taken at θ and θ' is never built (its step size
+    is still reported)."""
     if meta_opt:
-        tune, tune_grads, fast = meta_tune(params, tune_loss, inner_lr, first_order=first_order)
+        tune, tune_grads, fast, step = meta_tune(params, tune_loss, inner_lr, first_order=first_order, polyak=polyak)
         test = test_loss(fast)
     else:
         tune = tune_loss(params)
         tune_grads = list(torch.autograd.grad(tune, tuple(params.values())))
+        step = polyak_step(tune, tune_grads, inner_lr) if polyak else inner_lr
         test = test_loss(params)
-    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach())
+    return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach(), step)
 
 
 def remembering_feedback(
@@ -136,15 +179,16 @@ def remembering_feedback(
     beta: float = 1.0,
     first_order: bool = False,
     meta_opt: bool = True,
+    polyak: bool = False,
     test_part: torch.Tensor | None = None,
     reduce: Reduce | None = None,
 ) -> Feedback:
-    """g_r = ∇_θ [CE(f_θ(S_r)) + β Σ_j CE(f_θ'(Q_j))], θ' = θ − α ∇CE(f_θ(S_r)).
+    """g_r = ∇_θ [CE(f_θ(S_r)) + β Σ_j CE(f_θ'(Q_j))], θ' = θ − α_t ∇CE(f_θ(S_r)).
 
     `support_y` are the random labels ỹ of the support set (eq. 6); the query sets are
     concatenated in `query_x`/`query_y` with sizes `query_sizes` (eq. 7). Without
-    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `test_part`,
-    `reduce`: see the module docstring.
+    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `polyak`,
+    `test_part`, `reduce`: see the module docstring.
     """
     weights = query_weights(query_sizes, query_x.device)
     if test_part is not None:
@@ -153,7 +197,7 @@ def remembering_feedback(
         params,
         lambda p: F.cross_entropy(forward(p, support_x), support_y),  # eq. 1
         lambda p: meta_test(forward, p, query_x, query_y, weights),
-        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, reduce=reduce,
+        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, reduce=reduce,
     )
 
 
@@ -170,16 +214,17 @@ def forgetting_feedback(
     beta: float = 1.0,
     first_order: bool = False,
     meta_opt: bool = True,
+    polyak: bool = False,
     test_part: torch.Tensor | None = None,
     reduce: Reduce | None = None,
 ) -> Feedback:
-    """g_f = ∇_θ [BCE(M_s(f_θ(A))) + β BCE(M_q(f_θ''(A)))], θ'' = θ − α ∇BCE(M_s(f_θ(A))).
+    """g_f = ∇_θ [BCE(M_s(f_θ(A))) + β BCE(M_q(f_θ''(A)))], θ'' = θ − α_t ∇BCE(M_s(f_θ(A))).
 
     The audit set A holds inputs `audit_x`, their true labels `audit_y` (what the MI models
     read besides the logits) and targets `audit_targets` (0 for forget samples, 1 for remaining
     ones). `support_model` and `query_model` map (logits, labels) to membership log-odds.
-    Without meta-optimisation both MI losses are taken at θ. `test_part`, `reduce`: see the
-    module docstring.
+    Without meta-optimisation both MI losses are taken at θ. `polyak`, `test_part`, `reduce`:
+    see the module docstring.
     """
     total = len(audit_targets)
     test_x, test_y, test_targets = (
@@ -190,7 +235,7 @@ def forgetting_feedback(
         params,
         lambda p: membership_loss(support_model(forward(p, audit_x), audit_y), audit_targets),  # eq. 11
         lambda p: membership_loss(query_model(forward(p, test_x), test_y), test_targets, total),  # eq. 3 with M_q
-        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, reduce=reduce,
+        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, reduce=reduce,
     )
 
 

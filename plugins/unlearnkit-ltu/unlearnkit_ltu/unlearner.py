@@ -8,18 +8,19 @@ same seeded streams), runs the inner steps on the whole support and audit sets, 
 the meta-test losses on its share only; the meta-test gradients are summed across ranks
 before harmonization, so every rank applies the global update (see `unlearnkit_ltu.meta`).
 
-Batch normalisation **[choice]**: the whole run keeps the model in eval mode, so every forward
-of the meta-optimisation (at θ, θ' and θ'') uses the running statistics held in the buffers,
-which never change. The inner step is then a pure function of θ, a batch's logits do not
-depend on what else shares the forward (the query sets can be concatenated), and the update
-cannot shift the statistics towards D_f. The alternative, train-mode BN with batch statistics,
-would make θ' depend on batch composition and update the buffers at every forward.
+Batch normalisation **[choice]** (`batch_norm`): the model stays in eval mode; with "batch"
+(default) its BatchNorm layers normalise every forward of the meta-optimisation (at θ, θ', θ'')
+with that batch's statistics, as MAML implementations do, and their running statistics are
+never updated, so the returned model keeps the original's buffers. With "running" every
+forward uses the running statistics (measured: a far sharper random-label loss on a
+memorising ResNet, docs/ltu.md "Decisions").
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from typing import Any, ClassVar, Optional, Sequence
 
@@ -34,6 +35,14 @@ from unlearnkit_ltu.config import ABLATIONS, LtuConfig, iterations_for
 
 WHO = "ltu"
 LOGIT_EPS = 1e-6
+#: What each checked value is, for the divergence message.
+DIVERGED = {
+    "remember_tune": "the random-label loss on B_f (eq. 6)",
+    "remember_test": "the query loss at θ' (eq. 3)",
+    "forget_tune": "the MI loss of the support model (eq. 11)",
+    "forget_test": "the MI loss of the query model at θ''",
+    "gradient": "the meta-update's gradient",
+}
 
 
 def stream(seed: int, name: str) -> torch.Generator:
@@ -66,12 +75,17 @@ class LtuRun:
         cfg = self.config = config
         self.model, self.device, self.step = model, device, 0
         self.clipped = 0  # iterations where max_grad_norm scaled g_r or g_f down
-        model.eval()  # BN on running statistics throughout (module docstring)
+        self.scales: list[float] = []  # α_t / α of every iteration (1 without `polyak`)
+        model.eval()  # BatchNorm: see the module docstring
         self.params: meta.Params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        self.forward = meta.functional_forward(model, dict(model.named_buffers()))
+        second_order = cfg.meta_opt and not cfg.first_order
+        self.forward = meta.functional_forward(
+            model, dict(model.named_buffers()), batch_stats=cfg.batch_norm == "batch", twice_differentiable=second_order
+        )
         self.num_classes = int(task.num_classes)
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
+        _check_sizes(len(forget), len(pool), len(task.val) if cfg.forget_feedback else None)
         self.forget_x, self.forget_y = forget.x.to(device), forget.y.to(device)
         self.pool_x, self.pool_y = pool.x.to(device), pool.y.to(device)
         self.forget_batches = IndexStream(len(forget), cfg.forget_batch_size, stream(seed, "forget"))
@@ -146,7 +160,7 @@ class LtuRun:
         return meta.remembering_feedback(
             self.forward, self.params, forget_x, random_labels.to(self.device),
             self.pool_x[queries], self.pool_y[queries], [len(p) for p in positions],
-            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
+            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak,
             **self._sharding(len(queries)),
         )
 
@@ -165,7 +179,7 @@ class LtuRun:
         return meta.forgetting_feedback(
             self.forward, self.params, audit_x, audit_y, targets,
             log_odds(self.bank[s]), log_odds(self.bank[q]),
-            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt,
+            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak,
             **self._sharding(len(targets)),
         )
 
@@ -179,31 +193,54 @@ class LtuRun:
         """One LTU iteration: both feedbacks, harmonisation (eq. 12), the meta-update (eq. 5).
 
         Returns the iteration's losses (`remember_tune`, `remember_test`, `forget_tune`,
-        `forget_test`, those computed); raises `DivergenceError` before updating if one is not finite.
+        `forget_test`, those computed) and `step_scale` (α_t / α, by which η was scaled); raises
+        `DivergenceError` before updating if a loss or the update's gradient is not finite.
         """
         forget = self.forget_batches.next().to(self.device)
         forget_x, forget_y = self.forget_x[forget], self.forget_y[forget]
         losses: dict[str, torch.Tensor] = {}
+        feedbacks: list[meta.Feedback] = []
         g_remember = g_forget = None
         if self.config.remember_feedback:
             remember = self.remembering_feedback(forget_x, forget_y)
             losses.update(remember_tune=remember.tune_loss, remember_test=remember.test_loss)
             g_remember = remember.gradient
+            feedbacks.append(remember)
         if self.config.forget_feedback:
             forgetting = self.forgetting_feedback(forget_x, forget_y)
             losses.update(forget_tune=forgetting.tune_loss, forget_test=forgetting.test_loss)
             g_forget = forgetting.gradient
-        values = torch.stack(list(losses.values())).tolist()  # one device sync per iteration
-        uk.check_finite_loss(torch.tensor(sum(values)), WHO, self.step)
+            feedbacks.append(forgetting)
         (g_remember, scaled_r), (g_forget, scaled_f) = self._bound(g_remember), self._bound(g_forget)
         self.clipped += scaled_r or scaled_f
         if self.combiner is not None:
             gradient = self.combiner.combine(g_remember, g_forget)  # eq. 12
         else:
             gradient = g_remember if g_remember is not None else g_forget
+        squared = sum(g.pow(2).sum() for g in gradient)
+        values = torch.stack([*losses.values(), squared]).tolist()  # one device sync per iteration
+        self._check_finite(dict(zip([*losses, "gradient"], values)))
+        scale = feedbacks[0].step / self.config.inner_lr  # the remembering step's when there is one
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * scale  # η_t = η α_t / α
+        self.scales.append(scale)
         meta.meta_update(self.optimizer, self.params, gradient)
         self.step += 1
-        return dict(zip(losses, values))
+        return {**dict(zip(losses, values)), "step_scale": scale}
+
+    def _check_finite(self, values: dict[str, float]) -> None:
+        """`DivergenceError` naming the first non-finite value, the iteration and the setting to lower."""
+        bad = next((name for name, v in values.items() if not math.isfinite(v)), None)
+        if bad is None:
+            return
+        cfg, where = self.config, f"{WHO}: {DIVERGED[bad]} became {values[bad]} at iteration {self.step + 1}"
+        if self.step == 0 and bad.endswith("_tune"):
+            raise uk.DivergenceError(f"{where}, before any update: the model's own outputs are not finite")
+        setting = "inner_lr" if bad != "gradient" and bad.endswith("_test") else "lr"
+        raise uk.DivergenceError(
+            f"{where}; lower {setting} (now {getattr(cfg, setting):g})"
+            + ("" if cfg.polyak else ", or set polyak = true (step sizes that follow the loss's scale)")
+        )
 
     def _bound(self, gradient: Optional[list[torch.Tensor]]) -> tuple[Optional[list[torch.Tensor]], bool]:
         """`max_grad_norm` (beyond the paper; off by default) applied to one feedback gradient."""
@@ -216,6 +253,17 @@ class LtuRun:
         for p in self.params.values():
             p.grad = None
         return self.model.eval()
+
+
+def _check_sizes(n_forget: int, n_pool: int, n_val: Optional[int]) -> None:
+    """The minimums of one LTU iteration: a forget sample (B_f), a retained one (the query sets
+    and B_r) and, for the MI bank, a non-member (`n_val`, None without forgetting feedback)."""
+    if n_forget < 1:
+        raise UsageError(f"{WHO}: the forget set is empty; there is nothing to unlearn")
+    if n_pool < 1:
+        raise UsageError(f"{WHO}: D̂_r, the retained data LTU may read, is empty; raise the task's retain_access (γ)")
+    if n_val is not None and n_val < 1:
+        raise UsageError(f"{WHO}: the MI bank needs non-members and D_val is empty; give the task a validation split or set forget_feedback = false")
 
 
 def log_odds(attack: MembershipAttack) -> meta.MembershipModel:
@@ -269,6 +317,7 @@ class LtuUnlearner(uk.Unlearner):
             if monitor.check(model, step):
                 break
         self.run_info["clipped"] = run.clipped
+        self.run_info["step_scale"] = min(run.scales, default=1.0)  # the smallest α_t / α of the run
         return monitor.finish(run.finish())
 
     @classmethod
