@@ -95,9 +95,9 @@ def test_diverging_unlearning_run_names_method_and_step_and_writes_nothing(tmp_p
     code = main(["unlearn", "--checkpoint", str(tmp_path / "a.pt"), "--config", str(tmp_path / "m.toml"),
                  "--forget", "random:0.1", "--out", str(tmp_path / "b.pt"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert len(err.strip().splitlines()) == 1
-    assert "example-head-reset: loss became" in err and "at step" in err
+    assert "example-head-reset: loss became" in err and "at step" in err and "lower `lr` (now 1e+37)" in err
     assert not (tmp_path / "b.pt").exists()
     assert (tmp_path / "a.pt").read_bytes() == before
 

@@ -44,7 +44,13 @@ class DataAccessError(UnlearnkitError, PermissionError):
 
 
 class DivergenceError(UnlearnkitError, FloatingPointError):
-    """Training or unlearning produced a NaN or infinite loss, or a model whose outputs are not finite."""
+    """Training or unlearning produced a NaN or infinite loss, or a model whose outputs are not finite.
+
+    A message that ends with `GENERIC_ADVICE` is given the method's own settings to lower by
+    `Unlearner.unlearn`; a method that names its setting itself keeps its message.
+    """
+
+    GENERIC_ADVICE = "lower the learning rate"
 
 
 class NothingRemovedError(UnlearnkitError):

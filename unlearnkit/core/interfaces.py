@@ -101,7 +101,10 @@ class Unlearner(ABC):
                 new = self.run(work, task, seed=seed, device=device, progress=progress)
             except DivergenceError as exc:
                 if self.monitor is None or not self.monitor.recovers:
-                    raise DivergenceError(f"{str(exc).split('; ')[0]}; {self.divergence_advice()}") from None
+                    message = str(exc)
+                    if message.endswith(DivergenceError.GENERIC_ADVICE):
+                        message = message[: -len(DivergenceError.GENERIC_ADVICE)] + self.divergence_advice()
+                    raise DivergenceError(message) from None
                 new = self.monitor.recover()
         self.run_info["unchanged"] = same_weights(new, model)
         return new
@@ -110,7 +113,7 @@ class Unlearner(ABC):
         """What to lower after a divergence: `divergence_settings` with their current values."""
         fields = [f for f in self.divergence_settings if hasattr(self.config, f)]
         if not fields:
-            return "lower the learning rate"
+            return DivergenceError.GENERIC_ADVICE
         return "lower " + " or ".join(f"`{f}` (now {getattr(self.config, f)})" for f in fields)
 
     @abstractmethod

@@ -45,7 +45,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
 def check_finite_loss(loss: torch.Tensor, who: str, step: int) -> None:
     """Raise `DivergenceError` naming `who` and `step` when `loss` is NaN or infinite."""
     if not math.isfinite(float(loss.detach())):
-        raise DivergenceError(f"{who}: loss became {float(loss.detach())} at step {step}; lower the learning rate")
+        raise DivergenceError(f"{who}: loss became {float(loss.detach())} at step {step}; {DivergenceError.GENERIC_ADVICE}")
 
 
 def train_model(
