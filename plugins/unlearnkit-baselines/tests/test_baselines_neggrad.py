@@ -35,7 +35,7 @@ def test_the_joint_loss_weighs_retain_by_beta_and_forget_by_one_minus_beta():
 
 def test_a_lower_beta_ascends_further_on_the_forget_set_while_keeping_the_retain_set():
     model, task = trained_tiny_model()
-    settings = dict(epochs=4, lr=0.05, batch_size=16)
+    settings = dict(epochs=4, lr=0.05, batch_size=16, forget_batch_size=64)
     unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, stop="fixed", **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
     forget_losses = [_loss(unlearned[b], task.forget) for b in (1.0, 0.8, 0.5)]
     assert forget_losses[0] < forget_losses[1] < forget_losses[2]

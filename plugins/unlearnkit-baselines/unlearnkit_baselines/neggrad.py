@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import attrs
 import torch
@@ -12,9 +12,9 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.validators import in_range, non_negative, positive
-from unlearnkit import config_class, stop_rule
+from unlearnkit import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch, stream
+from unlearnkit_baselines._common import epochs, fit, recipe_batch, recipe_lr, sgd, steps_per_epoch, stream
 
 
 def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta: float) -> torch.Tensor:
@@ -26,27 +26,30 @@ def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta
 class NegGradPlusConfig(uk.StopSettings):
     """SGD on β·CE(D̂_r batch) − (1 − β)·CE(D_f batch), one step per batch of D̂_r.
 
-    Reference: meghdadk/SCRUB, `thirdparty/repdistiller/helper/loops.py` (`train_negrad`): each
-    retain batch is paired with the next batch of the forget loader, cycled (`itertools.cycle`,
-    so within an epoch the forget batches repeat one shuffled order; a fresh order each epoch),
-    and the loss is `alpha·r_loss − (1 − alpha)·del_loss` (`alpha` there is β here). Its driver
-    (`negative_grad`) uses plain SGD (no momentum, weight decay 0) at lr 0.01, and these are kept
-    here. The reference fixes no β, and DeepUnlearn's finding is that NegGrad+ is strong only when
-    tuned, so [scaled] β = 0.9, lr 0.2 and 5 epochs were chosen on mnist1d / cnn1d / random:0.1
-    (the quick preset) on tuning seeds 3 and 4 only (grid and criterion in docs/baselines.md);
-    batches are 64, the original recipe's, for D̂_r and D_f alike. Without momentum lr 0.2 takes
-    steps about as long as lr 0.02 with momentum 0.9. The ascent is unstable: lr 0.4, or β = 0.8
-    with lr 0.2, costs 20-80 points of RA. β = 1 is fine-tuning on D̂_r (no forget batch is
-    drawn then).
+    Reference: meghdadk/SCRUB, `thirdparty/repdistiller/helper/loops.py` (`train_negrad`) and the
+    notebooks' `negative_grad` (each retain batch paired with the next batch of the forget loader,
+    cycled; plain SGD, no momentum, weight decay 0). The reference fixes β: 0.95 with 10 epochs,
+    lr 0.01, retain batch 32 and forget batch 64 in `small_scale_unlearning.ipynb` (cell 85;
+    loaders cell 26; originals trained at batch 128, cell 8) — DeepUnlearn's default β too —
+    and 0.9999 with 5 epochs, batches 32 / 16 in `MIA_experiments.ipynb` (cell 22), whose
+    CIFAR-10 originals were trained at lr 0.01, batch 128. Rule: the small-scale recipe (β 0.95,
+    10 epochs); batches `RETAIN_BATCH_RATIO` (1/4) and `FORGET_BATCH_RATIO` (1/2) × the task
+    recipe's batch; lr `LR_RATIO` (1) × the recipe's lr: the notebooks' NegGrad lr 0.01 equals
+    the lr of their CIFAR-10 originals (`large_scale_unlearning.ipynb` cells 18/20, the MIA
+    notebook's cell 22; the small-scale originals' lr 0.001 goes with weight decay 0.1, another
+    optimiser setting). None = by rule. β = 1 is fine-tuning on D̂_r (no forget batch is drawn
+    then).
     """
 
-    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
+    LR_RATIO: ClassVar[float] = 1.0
+    RETAIN_BATCH_RATIO: ClassVar[float] = 0.25
+    FORGET_BATCH_RATIO: ClassVar[float] = 0.5
 
-    beta: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
-    epochs: int = attrs.field(default=5, validator=positive)
-    lr: float = attrs.field(default=0.2, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
-    forget_batch_size: int = attrs.field(default=64, validator=positive)
+    beta: float = attrs.field(default=0.95, validator=in_range(0.0, 1.0))
+    epochs: int = attrs.field(default=10, validator=positive)
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    forget_batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     momentum: float = attrs.field(default=0.0, validator=non_negative)
     weight_decay: float = attrs.field(default=0.0, validator=non_negative)
 
@@ -65,7 +68,9 @@ class NegGradPlus(uk.Unlearner):
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)  # D̂_r order and augmentation, as `ft` draws them
         forget_generator = stream(seed, "forget")
-        optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        optimizer = sgd(model, recipe_lr(task, cfg.LR_RATIO, cfg.lr), cfg.momentum, cfg.weight_decay)
+        batch_size = recipe_batch(task, cfg.RETAIN_BATCH_RATIO, cfg.batch_size)
+        forget_batch_size = recipe_batch(task, cfg.FORGET_BATCH_RATIO, cfg.forget_batch_size)
         forget_batches = iter(())
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,14 +82,14 @@ class NegGradPlus(uk.Unlearner):
                 x_f = task.augment(x_f, forget_generator)
             return neggrad_plus_loss(retain_loss, F.cross_entropy(model(x_f), y_f), cfg.beta)
 
-        total = cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        total = cfg.epochs * steps_per_epoch(len(task.retain), batch_size)
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "neggrad-plus", progress):
             if cfg.beta < 1.0:
-                one_pass = list(uk.batches(task.forget, cfg.forget_batch_size, generator=forget_generator, device=device))
+                one_pass = list(uk.batches(task.forget, forget_batch_size, generator=forget_generator, device=device))
                 forget_batches = itertools.cycle(one_pass)
-            data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
+            data = uk.batches(task.retain, batch_size, generator=generator, device=device)
             step = fit(
                 model, optimizer, data, loss_fn, who="neggrad-plus", step=step, augment=task.augment, generator=generator,
                 monitor=monitor,
