@@ -53,7 +53,7 @@ def test_scrub_takes_the_reference_s_max_steps_a_pass_for_very_different_forget_
     unlearner.unlearn(model, task, seed=0)
     expected = RECIPES[recipe]
     assert passes == [expected["forget_steps_per_pass"]] * expected["max_epochs"]
-    assert scrub.schedule(unlearner.config, uk.TaskView(task, unlearner.reads, "scrub"))["recipe"] == recipe
+    assert unlearner.run_info["recipe"] == recipe
 
 
 def test_scrub_takes_its_learning_rate_and_retain_batch_relative_to_the_task_recipe():

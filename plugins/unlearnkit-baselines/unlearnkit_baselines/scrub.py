@@ -154,6 +154,7 @@ class Scrub(uk.Unlearner):
     Max-steps maximise KL(teacher ‖ student) on forget batches; min-steps minimise
     γ·CE + α·KL on retain batches. The teacher is a frozen copy of the input model, in eval
     mode; the student (the returned model) trains in train mode, as in the reference.
+    `run_info["recipe"]` records the recipe that ran ("class" or "random").
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -179,4 +180,6 @@ class Scrub(uk.Unlearner):
                 step = min_steps(model, teacher, data, optimizer, gamma=run["gamma"], alpha=run["alpha"], step=step, **shared)
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["recipe"] = run["recipe"]
+        return model
