@@ -53,15 +53,25 @@ def test_scrub_takes_the_reference_s_max_steps_a_pass_for_very_different_forget_
     unlearner.unlearn(model, task, seed=0)
     expected = RECIPES[recipe]
     assert passes == [expected["forget_steps_per_pass"]] * expected["max_epochs"]
-    assert unlearner.run_info["recipe"] == recipe
+    assert unlearner.run_info["resolved"]["recipe"] == recipe
 
 
 def test_scrub_takes_its_learning_rate_and_retain_batch_relative_to_the_task_recipe():
-    _, task = trained_tiny_model()
-    view = uk.TaskView(task, frozenset({"forget", "retain"}), "scrub")
-    run = scrub.schedule(uk.get_unlearner("scrub").config, view)
+    model, task = trained_tiny_model()
+    unlearner = uk.get_unlearner("scrub")
+    unlearner.unlearn(model, task)
+    run = unlearner.run_info["resolved"]
     assert run["lr"] == pytest.approx(0.05 * task.recipe.lr)  # the reference's 5e-4 against its originals' 0.01
     assert run["batch_size"] == round(0.25 * task.recipe.batch_size)  # its retain batch 32 against their 128
+
+
+@pytest.mark.parametrize("name, ratio", [("ft", 0.1), ("randl", 0.1), ("salun", 0.13), ("ga", 1e-3), ("neggrad-plus", 1.0)])
+def test_a_learning_rate_left_to_the_rule_is_the_reference_s_ratio_times_the_recipe_s(name, ratio):
+    model, task = trained_tiny_model()
+    unlearner = uk.get_unlearner(name)
+    unlearner.unlearn(model, task)
+    assert unlearner.run_info["resolved"]["lr"] == pytest.approx(ratio * task.recipe.lr)
+    assert uk.get_unlearner(name, lr=0.123).config.lr == 0.123  # a number given overrides the rule
 
 
 def _kl_by_hand(p_logits: torch.Tensor, q_logits: torch.Tensor, t: float) -> torch.Tensor:

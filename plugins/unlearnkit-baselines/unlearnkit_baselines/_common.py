@@ -150,7 +150,7 @@ def recipe_lr(task: uk.TaskView, ratio: float, lr: Optional[float] = None) -> fl
 
 def recipe_batch(task: uk.TaskView, ratio: float, batch_size: Optional[int] = None) -> int:
     """`batch_size` if given, else `ratio` × the task recipe's batch (at least 1)."""
-    return batch_size if batch_size is not None else max(1, int(round(ratio * task.recipe.batch_size)))
+    return batch_size if batch_size is not None else max(1, round(ratio * task.recipe.batch_size))
 
 
 def batch_for_steps(n: int, steps_per_pass: int) -> int:

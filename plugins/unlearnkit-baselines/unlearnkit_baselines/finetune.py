@@ -46,9 +46,9 @@ class FineTune(uk.Unlearner):
 
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
-        batch_size = recipe_batch(task, 1.0, cfg.batch_size)
+        batch_size, lr = recipe_batch(task, 1.0, cfg.batch_size), recipe_lr(task, cfg.LR_RATIO, cfg.lr)
         recipe = uk.TrainConfig(
-            epochs=cfg.epochs, batch_size=batch_size, lr=recipe_lr(task, cfg.LR_RATIO, cfg.lr), momentum=cfg.momentum,
+            epochs=cfg.epochs, batch_size=batch_size, lr=lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, schedule="constant",
         )
         total = cfg.epochs * steps_per_epoch(len(task.retain), batch_size)
@@ -57,7 +57,9 @@ class FineTune(uk.Unlearner):
             model, task.retain, recipe=recipe, augment=task.augment, seed=seed, device=device,
             progress=progress, who="ft", on_step=lambda step: monitor.check(model, step),
         )
-        return monitor.finish(model)
+        model = monitor.finish(model)
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model
 
 
 @config_class
@@ -92,8 +94,8 @@ class GradientAscent(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        optimizer = sgd(model, recipe_lr(task, cfg.LR_RATIO, cfg.lr), cfg.momentum, cfg.weight_decay)
-        batch_size = batch_for_steps(len(task.forget), cfg.forget_steps_per_pass)
+        lr, batch_size = recipe_lr(task, cfg.LR_RATIO, cfg.lr), batch_for_steps(len(task.forget), cfg.forget_steps_per_pass)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return -F.cross_entropy(model(x), y)
@@ -106,4 +108,6 @@ class GradientAscent(uk.Unlearner):
             step = fit(model, optimizer, data, loss_fn, who="ga", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model

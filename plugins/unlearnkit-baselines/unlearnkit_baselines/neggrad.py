@@ -68,7 +68,8 @@ class NegGradPlus(uk.Unlearner):
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)  # D̂_r order and augmentation, as `ft` draws them
         forget_generator = stream(seed, "forget")
-        optimizer = sgd(model, recipe_lr(task, cfg.LR_RATIO, cfg.lr), cfg.momentum, cfg.weight_decay)
+        lr = recipe_lr(task, cfg.LR_RATIO, cfg.lr)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
         batch_size = recipe_batch(task, cfg.RETAIN_BATCH_RATIO, cfg.batch_size)
         forget_batch_size = recipe_batch(task, cfg.FORGET_BATCH_RATIO, cfg.forget_batch_size)
         forget_batches = iter(())
@@ -96,4 +97,6 @@ class NegGradPlus(uk.Unlearner):
             )
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size, "forget_batch_size": forget_batch_size}
+        return model

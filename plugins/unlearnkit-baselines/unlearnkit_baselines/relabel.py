@@ -83,8 +83,8 @@ class RandomLabel(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        optimizer = sgd(model, recipe_lr(task, cfg.LR_RATIO, cfg.lr), cfg.momentum, cfg.weight_decay)
-        batch_size = recipe_batch(task, 1.0, cfg.batch_size)
+        lr, batch_size = recipe_lr(task, cfg.LR_RATIO, cfg.lr), recipe_batch(task, 1.0, cfg.batch_size)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
@@ -100,7 +100,9 @@ class RandomLabel(uk.Unlearner):
             step = fit(model, optimizer, data, loss_fn, who="randl", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model
 
 
 @config_class

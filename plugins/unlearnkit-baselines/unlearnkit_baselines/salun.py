@@ -108,9 +108,9 @@ class SalUn(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        batch_size = recipe_batch(task, 1.0, cfg.batch_size)
+        lr, batch_size = recipe_lr(task, cfg.LR_RATIO, cfg.lr), recipe_batch(task, 1.0, cfg.batch_size)
         mask = saliency_mask(model, task.forget, cfg.sparsity, batch_size=batch_size, device=device)
-        optimizer = sgd(model, recipe_lr(task, cfg.LR_RATIO, cfg.lr), cfg.momentum, cfg.weight_decay)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
         masked = _MaskedUpdate(model, mask, optimizer)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -130,4 +130,6 @@ class SalUn(uk.Unlearner):
             )
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model

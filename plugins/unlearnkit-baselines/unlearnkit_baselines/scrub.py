@@ -139,7 +139,11 @@ def schedule(cfg: ScrubConfig, task: uk.TaskView) -> dict[str, Any]:
     """The settings a run uses: each None of `cfg` filled from its recipe by the translation rule."""
     name = cfg.recipe if cfg.recipe != "auto" else ("class" if forgets_whole_classes(task) else "random")
     recipe = RECIPES[name]
-    pick = lambda field: getattr(cfg, field) if getattr(cfg, field) is not None else recipe[field]  # noqa: E731
+
+    def pick(field: str) -> Any:
+        value = getattr(cfg, field)
+        return recipe[field] if value is None else value
+
     return dict(
         recipe=name, epochs=pick("epochs"), max_epochs=pick("max_epochs"), gamma=pick("gamma"), alpha=pick("alpha"),
         forget_batch_size=batch_for_steps(len(task.forget), pick("forget_steps_per_pass")),
@@ -154,7 +158,8 @@ class Scrub(uk.Unlearner):
     Max-steps maximise KL(teacher ‖ student) on forget batches; min-steps minimise
     γ·CE + α·KL on retain batches. The teacher is a frozen copy of the input model, in eval
     mode; the student (the returned model) trains in train mode, as in the reference.
-    `run_info["recipe"]` records the recipe that ran ("class" or "random").
+    `run_info["resolved"]` records the settings the run used, its recipe ("class" or "random")
+    included.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -181,5 +186,5 @@ class Scrub(uk.Unlearner):
             if monitor.stopped:
                 break
         model = monitor.finish(model.eval())
-        self.run_info["recipe"] = run["recipe"]
+        self.run_info["resolved"] = run
         return model
