@@ -22,6 +22,11 @@ def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta
     return beta * retain_loss - (1.0 - beta) * forget_loss
 
 
+def distance_to_start(model: nn.Module, start: list[torch.Tensor]) -> torch.Tensor:
+    """½‖θ − θ₀‖² over every parameter, θ₀ the weights the run started from."""
+    return sum((p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), start)) / 2
+
+
 @config_class
 class NegGradPlusConfig(uk.StopSettings):
     """SGD on β·CE(D̂_r batch) − (1 − β)·CE(D_f batch), one step per batch of D̂_r.
@@ -34,7 +39,10 @@ class NegGradPlusConfig(uk.StopSettings):
     and 0.9999 with 5 epochs, batches 32 / 16 in `MIA_experiments.ipynb` (cell 22), whose
     CIFAR-10 originals were trained at lr 0.01, batch 128. Rule: the small-scale recipe (β 0.95,
     10 epochs); batches `RETAIN_BATCH_RATIO` (1/4) and `FORGET_BATCH_RATIO` (1/2) × the task
-    recipe's batch; lr `LR_RATIO` (1) × the recipe's lr: the notebooks' NegGrad lr 0.01 equals
+    recipe's batch; the small-scale loop's (`run_neggrad_epoch`, cell 70) penalty
+    `weight_decay`/2·‖θ − θ₀‖² on the distance to the original, inside the retain term, with
+    `anchor` = its originals' training weight decay — the task recipe's (None = by rule);
+    lr `LR_RATIO` (1) × the recipe's lr: the notebooks' NegGrad lr 0.01 equals
     the lr of their CIFAR-10 originals (`large_scale_unlearning.ipynb` cells 18/20, the MIA
     notebook's cell 22; the small-scale originals' lr 0.001 goes with weight decay 0.1, another
     optimiser setting). None = by rule. β = 1 is fine-tuning on D̂_r (no forget batch is drawn
@@ -50,6 +58,7 @@ class NegGradPlusConfig(uk.StopSettings):
     lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     forget_batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    anchor: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
     momentum: float = attrs.field(default=0.0, validator=non_negative)
     weight_decay: float = attrs.field(default=0.0, validator=non_negative)
 
@@ -58,8 +67,8 @@ class NegGradPlus(uk.Unlearner):
     """NegGrad+: fine-tuning on D̂_r and gradient ascent on D_f, weighed by β in a single loss.
 
     D̂_r is visited in the order (and with the augmentation draws) that `ft` uses for the same
-    seed; the forget batches come from a random stream of their own, so with β = 1 the run is
-    `ft` with the same settings, step for step.
+    seed; the forget batches come from a random stream of their own, so with β = 1 and
+    `anchor` = 0 the run is `ft` with the same settings, step for step.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -72,10 +81,14 @@ class NegGradPlus(uk.Unlearner):
         optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
         batch_size = recipe_batch(task, cfg.RETAIN_BATCH_RATIO, cfg.batch_size)
         forget_batch_size = recipe_batch(task, cfg.FORGET_BATCH_RATIO, cfg.forget_batch_size)
+        anchor = cfg.anchor if cfg.anchor is not None else task.recipe.weight_decay
+        start = [p.detach().clone() for p in model.parameters()]
         forget_batches = iter(())
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             retain_loss = F.cross_entropy(model(x), y)
+            if anchor > 0:
+                retain_loss = retain_loss + anchor * distance_to_start(model, start)
             if cfg.beta == 1.0:
                 return cfg.beta * retain_loss
             x_f, y_f = next(forget_batches)
@@ -98,5 +111,5 @@ class NegGradPlus(uk.Unlearner):
             if monitor.stopped:
                 break
         model = monitor.finish(model.eval())
-        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size, "forget_batch_size": forget_batch_size}
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size, "forget_batch_size": forget_batch_size, "anchor": anchor}
         return model
