@@ -47,7 +47,7 @@ def test_scrub_takes_the_reference_s_max_steps_a_pass_for_very_different_forget_
         return max_steps(student, teacher, batches, optimizer, **kwargs)
 
     monkeypatch.setattr(scrub, "max_steps", spy)
-    task = tiny_task(forget=forget, retain_access=1.0, num_samples=2_000)  # |D_f| 160 (class), 160 or 800
+    task = tiny_task(forget=forget, retain_access=1.0, num_samples=2_000)  # |D_f| 361 (class), 144 or 720
     model = uk.train_model(tiny_model(task), task, seed=0)
     unlearner = uk.get_unlearner("scrub")
     unlearner.unlearn(model, task, seed=0)
