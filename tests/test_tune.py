@@ -40,7 +40,8 @@ def test_the_first_trial_is_the_default_cut_to_the_budget(tmp_path):
     tune_method(t, "ft")
     first = load(tmp_path).trials[0]
     point, cut = default_point(FineTune, t.space("ft"))
-    assert first.user_attrs["default"] and first.user_attrs["config"] == first.params == point
+    assert first.user_attrs["default"] and first.user_attrs["config"] == first.user_attrs["point"] == point
+    assert point["lr"] is None  # the translation rule's lr: the default trial runs the method's true default
     assert cut == {"epochs": (10, point["epochs"])}  # 10 epochs of D̂_r cost more than 20 % of Retrain on this task
     cells = t.space("ft").cells
     assert all(point["epochs"] * c.cost(c.retain) <= 0.2 * c.retrain_steps for c in cells)
@@ -51,7 +52,8 @@ def test_every_trial_stays_within_the_budget(tmp_path):
     tune_method(t, "ft")
     cells = t.space("ft").cells
     for trial in load(tmp_path).trials:
-        assert all(trial.params["epochs"] * c.cost(c.retain) <= 0.2 * c.retrain_steps for c in cells), trial.params
+        epochs = trial.user_attrs["config"]["epochs"]  # the default trial suggests nothing: its config is the default
+        assert all(epochs * c.cost(c.retain) <= 0.2 * c.retrain_steps for c in cells), trial.user_attrs["config"]
 
 
 def test_pruned_trials_are_counted_and_the_default_is_never_pruned(tmp_path):
@@ -64,10 +66,10 @@ def test_pruned_trials_are_counted_and_the_default_is_never_pruned(tmp_path):
 
 
 class Fragile(FineTune):
-    """Diverges at any learning rate above its default."""
+    """Diverges at any learning rate above 0.01 (its default, None, is the rule's: below)."""
 
     def run(self, model, task, *, seed, device, progress):
-        if self.config.lr > FTConfig().lr:
+        if (self.config.lr or 0.0) > 0.01:
             raise uk.DivergenceError(f"fragile: loss is nan at step 0 (lr {self.config.lr})")
         return super().run(model, task, seed=seed, device=device, progress=progress)
 
@@ -99,7 +101,9 @@ def test_tuning_json_tuned_toml_and_the_tuned_bench(tmp_path, capsys):
         assert entry["trials"] == {"complete": 3, "pruned": 0, "failed": 0}
         assert {"default_value", "best_value", "best", "wall_s"} <= entry.keys() and entry["best_value"] <= entry["default_value"]
         toml = uk.load_toml(out / "tuned" / f"{name}.toml")
-        assert toml["method"] == {"name": name, **entry["best"]} and toml["tuned"]["manifest"] == manifest["setting_hash"]
+        left_to_rule = {k for k, v in entry["best"].items() if v is None}  # not written: the method's default
+        assert toml["method"] == {"name": name, **{k: v for k, v in entry["best"].items() if k not in left_to_rule}}
+        assert toml["tuned"]["manifest"] == manifest["setting_hash"]
     assert "| ft |" in (out / "tuning.md").read_text()
 
     bench = ["bench", "--tuned", str(out), "--methods", "ft", "--dataset", "synthetic", "--model", "mlp", "--forget", "random:0.1",

@@ -70,7 +70,7 @@ def tuned_toml(name: str, entry: dict[str, Any], manifest: dict[str, Any], gamma
     lines = [f"# {name} tuned by `unlearnkit tune` ({manifest['criterion']} average gap to Retrain {entry['best_value']:.3f} "
              f"on the tuning cells; the default's {_number(entry['default_value'])}); see tuning.json", "",
              "[task]", f"retain_access = {_toml(gamma)}", "", "[method]", f"name = {_toml(name)}"]
-    lines += [f"{k} = {_toml(v)}" for k, v in entry["best"].items()]
+    lines += [f"{k} = {_toml(v)}" for k, v in entry["best"].items() if v is not None]  # None: the method's rule, its default
     lines += ["", "[tuned]"] + [f"{k} = {_toml(v)}" for k, v in where.items() if v is not None]
     return "\n".join(lines) + "\n"
 

@@ -84,18 +84,16 @@ class SearchSpace:
     # -- a method's own knobs --------------------------------------------------------------
     def float(self, trial: Any, name: str, low: float, high: float, *, log: bool = False) -> float:
         """A float in [low, high], widened to contain the default."""
-        value = self._default(name)
-        return trial.suggest_float(name, min(low, value), max(high, value), log=log)
+        return trial.suggest_float(name, *self._around(name, low, high), log=log)
 
     def int(self, trial: Any, name: str, low: int, high: int, *, log: bool = False) -> int:
         """An integer in [low, high], widened to contain the default."""
-        value = self._default(name)
-        return trial.suggest_int(name, min(low, value), max(high, value), log=log)
+        return trial.suggest_int(name, *self._around(name, low, high), log=log)
 
     def choice(self, trial: Any, name: str, choices: Sequence[Any]) -> Any:
         """One of `choices`, the default added when it is not among them."""
         value = self._default(name)
-        return trial.suggest_categorical(name, list(choices) if value in choices else [*choices, value])
+        return trial.suggest_categorical(name, list(choices) if value is None or value in choices else [*choices, value])
 
     # -- lengths, capped by the budget -----------------------------------------------------
     def repeats(self, trial: Any, name: str, samples: Callable[[Cell], float]) -> int:
@@ -114,6 +112,11 @@ class SearchSpace:
         high = min(self.fraction / cost_per_unit(c) for c in self.cells)
         return trial.suggest_float(name, min(low, high), high, log=True)
 
+    def _around(self, name: str, low: Any, high: Any) -> tuple[Any, Any]:
+        """[low, high] widened to contain the default (a default left to a rule, None, widens nothing)."""
+        value = self._default(name)
+        return (low, high) if value is None else (min(low, value), max(high, value))
+
     def _default(self, name: str) -> Any:
         if not hasattr(self.default, name):
             raise AttributeError(f"search space parameter {name!r} is not a field of {type(self.default).__name__}; "
@@ -123,7 +126,8 @@ class SearchSpace:
 
 class DefaultTrial:
     """A trial that answers every suggestion with the default's value, cut into the range a
-    length's cap allows: the first trial of every study (`default_point`)."""
+    length's cap allows: the first trial of every study (`default_point`). A default of None (a
+    setting the method's translation rule resolves at run time) stays None."""
 
     def __init__(self, default: Any):
         self.default = default
@@ -136,6 +140,8 @@ class DefaultTrial:
 
     def _number(self, name: str, low: Any, high: Any) -> Any:
         value = getattr(self.default, name)
+        if value is None:
+            return self._take(name, None)
         inside = min(max(value, low), high)
         if inside != value:
             self.cut[name] = (value, inside)
@@ -149,7 +155,7 @@ class DefaultTrial:
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         value = getattr(self.default, name)
-        if value not in choices:
+        if value is not None and value not in choices:
             raise ValueError(f"the default {name} = {value!r} is not among the choices {list(choices)!r}")
         return self._take(name, value)
 

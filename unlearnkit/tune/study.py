@@ -144,7 +144,9 @@ class Tuner:
                                     direction="minimize", load_if_exists=True)
         if not study.get_trials(deepcopy=False):
             point, cut = default_point(unlearner_class(method), self.space(method))
-            study.enqueue_trial(point, user_attrs={"default": True, "cut": {k: list(v) for k, v in cut.items()}}, skip_if_exists=True)
+            fixed = {k: v for k, v in point.items() if v is not None}  # None: left to the method's rule, not an Optuna value
+            study.enqueue_trial(fixed, user_attrs={"default": True, "point": point, "cut": {k: list(v) for k, v in cut.items()}},
+                                skip_if_exists=True)
         return study
 
     def objective(self, method: str, study: optuna.Study) -> Callable[[optuna.Trial], float]:
@@ -158,7 +160,7 @@ class Tuner:
             if len(before) >= n:
                 trial.set_user_attr("surplus", True)
                 raise Surplus(f"trial {trial.number}: the study had {n} trials already")
-            config = sample(cls, trial, space)
+            config = dict(trial.user_attrs["point"]) if trial.user_attrs.get("default") else sample(cls, trial, space)
             trial.set_user_attr("config", config)
             runs, gaps = [], []
             for step, (forget, seed) in enumerate(self.settings.runs()):

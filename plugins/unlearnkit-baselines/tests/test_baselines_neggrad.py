@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import unlearnkit as uk
 from unlearnkit.testing import state_equal, trained_tiny_model
-from unlearnkit_baselines.neggrad import neggrad_plus_loss
+from unlearnkit_baselines.neggrad import distance_to_start, neggrad_plus_loss
 
 
 def _loss(model, data) -> float:
@@ -21,9 +21,21 @@ def _loss(model, data) -> float:
 def test_neggrad_plus_with_beta_one_is_fine_tuning_step_for_step(n_epochs, momentum, weight_decay):
     model, task = trained_tiny_model()
     shared = dict(epochs=n_epochs, lr=0.05, batch_size=16, momentum=momentum, weight_decay=weight_decay)
-    ng = uk.get_unlearner("neggrad-plus", beta=1.0, stop="fixed", **shared).unlearn(model, task, seed=2)
+    ng = uk.get_unlearner("neggrad-plus", beta=1.0, anchor=0.0, **shared).unlearn(model, task, seed=2)
     ft = uk.get_unlearner("ft", **shared).unlearn(model, task, seed=2)
     assert state_equal(ng, ft)
+
+
+def test_the_anchor_holds_the_weights_near_the_original_and_defaults_to_the_recipe_s_weight_decay():
+    model, task = trained_tiny_model()
+    start = [p.detach().clone() for p in model.parameters()]
+    settings = dict(beta=0.5, epochs=3, lr=0.05, batch_size=16)
+    free = uk.get_unlearner("neggrad-plus", anchor=0.0, **settings).unlearn(model, task)
+    held = uk.get_unlearner("neggrad-plus", anchor=1.0, **settings).unlearn(model, task)
+    assert distance_to_start(held, start) < 0.5 * distance_to_start(free, start)
+    by_rule = uk.get_unlearner("neggrad-plus")
+    by_rule.unlearn(model, task)
+    assert by_rule.run_info["resolved"]["anchor"] == task.recipe.weight_decay
 
 
 def test_the_joint_loss_weighs_retain_by_beta_and_forget_by_one_minus_beta():
@@ -35,7 +47,7 @@ def test_the_joint_loss_weighs_retain_by_beta_and_forget_by_one_minus_beta():
 
 def test_a_lower_beta_ascends_further_on_the_forget_set_while_keeping_the_retain_set():
     model, task = trained_tiny_model()
-    settings = dict(epochs=4, lr=0.05, batch_size=16)
+    settings = dict(epochs=4, lr=0.05, batch_size=16, forget_batch_size=64)
     unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, stop="fixed", **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
     forget_losses = [_loss(unlearned[b], task.forget) for b in (1.0, 0.8, 0.5)]
     assert forget_losses[0] < forget_losses[1] < forget_losses[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import attrs
 import pytest
@@ -103,6 +103,12 @@ def _values(field: attrs.Attribute) -> st.SearchStrategy:
         return st.integers(0, 1)
     if field.name == "lr_decay_epochs":
         return st.lists(st.integers(1, 100), max_size=4).map(tuple)
+    if field.name == "recipe":
+        return st.sampled_from(["auto", "class", "random"])
+    if field.type in (Optional[int], "Optional[int]"):  # None: the translation rule's value
+        return st.none() | st.integers(1, 10_000)
+    if field.type in (Optional[float], "Optional[float]"):
+        return st.none() | st.floats(1e-8, 1e3)
     if field.type in (int, "int"):
         return st.integers(1, 10_000)
     if field.name in ("sparsity", "retain_fraction", "beta"):

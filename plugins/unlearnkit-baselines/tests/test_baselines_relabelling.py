@@ -140,8 +140,8 @@ def test_salun_never_moves_masked_out_weights_despite_momentum_and_weight_decay(
     model, task = trained_tiny_model()
     cfg = uk.get_unlearner("salun").config
     assert cfg.momentum > 0 and cfg.weight_decay > 0
-    mask = saliency_mask(model, task.forget, cfg.sparsity, batch_size=cfg.batch_size, device=torch.device("cpu"))
-    unlearned = uk.get_unlearner("salun", stop="fixed").unlearn(model, task)
+    mask = saliency_mask(model, task.forget, cfg.sparsity, batch_size=task.recipe.batch_size, device=torch.device("cpu"))
+    unlearned = uk.get_unlearner("salun").unlearn(model, task)
     before, after = dict(model.named_parameters()), dict(unlearned.named_parameters())
     for name, keep in mask.items():
         assert torch.equal(after[name][~keep], before[name][~keep]), name

@@ -71,11 +71,11 @@ def test_reinitialize_redraws_parameters_no_module_resets():
 # -- ft ---------------------------------------------------------------------------------------
 
 
-def test_ft_is_sgd_on_the_accessible_retain_set_only():
+def test_ft_is_sgd_on_the_accessible_retain_set_only():  # at the rule's lr (0.1 × the recipe's) and batch (the recipe's)
     model, task = trained_tiny_model()
     cfg = uk.get_unlearner("ft").config
     recipe = uk.TrainConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
+        epochs=cfg.epochs, batch_size=task.recipe.batch_size, lr=0.1 * task.recipe.lr, momentum=cfg.momentum,
         weight_decay=cfg.weight_decay, schedule="constant",
     )
     expected = uk.train_model(copy.deepcopy(model), task.retain, recipe=recipe, seed=5)
@@ -95,12 +95,12 @@ def test_ft_lowers_the_retain_loss():
 
 def test_ga_raises_the_forget_loss():
     model, task = trained_tiny_model()  # 29 forget samples: one step an epoch, so more epochs
-    ascended = uk.get_unlearner("ga", epochs=40, stop="fixed").unlearn(model, task)
+    ascended = uk.get_unlearner("ga", lr=0.0045, forget_steps_per_pass=1, epochs=40).unlearn(model, task)
     assert _loss(ascended, task.forget) > 2 * _loss(model, task.forget)
 
 
 def test_ga_ascends_more_with_a_larger_learning_rate():
     model, task = trained_tiny_model()
-    small = uk.get_unlearner("ga", lr=0.003, epochs=20, stop="fixed").unlearn(model, task)
-    large = uk.get_unlearner("ga", lr=0.012, epochs=20, stop="fixed").unlearn(model, task)
+    small = uk.get_unlearner("ga", lr=0.003, forget_steps_per_pass=1, epochs=20).unlearn(model, task)
+    large = uk.get_unlearner("ga", lr=0.012, forget_steps_per_pass=1, epochs=20).unlearn(model, task)
     assert _loss(model, task.forget) < _loss(small, task.forget) < _loss(large, task.forget)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import attrs
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,20 +56,21 @@ def test_max_steps_raise_the_forget_kl():  # from a student equal to its teacher
     before = _kl(student, teacher, task.forget, cfg.temperature)
     optimizer = sgd(student, 0.005, cfg.momentum, cfg.weight_decay)
     for _ in range(3):
-        max_steps(student, teacher, uk.batches(task.forget, 8), optimizer, cfg, step=0)
+        max_steps(student, teacher, uk.batches(task.forget, 8), optimizer, temperature=cfg.temperature, step=0)
     assert _kl(student, teacher, task.forget, cfg.temperature) > 10 * before > 0
 
 
 def test_min_steps_lower_the_retain_kl_and_the_retain_loss():
     teacher, task = trained_tiny_model()
     cfg = uk.get_unlearner("scrub").config
-    kl_only = attrs.evolve(cfg, gamma=0.0, alpha=1.0)  # the defaults weigh CE 0.99 and the KL 0.001
-    for weights, measure in ((kl_only, lambda s: _kl(s, teacher, task.retain, cfg.temperature)), (cfg, lambda s: _loss(s, task.retain))):
+    kl_only = dict(gamma=0.0, alpha=1.0)
+    class_recipe = dict(gamma=0.99, alpha=0.001)  # the class recipe weighs CE 0.99 and the KL 0.001
+    for weights, measure in ((kl_only, lambda s: _kl(s, teacher, task.retain, cfg.temperature)), (class_recipe, lambda s: _loss(s, task.retain))):
         student = _perturbed(teacher, 0.05)
         before = measure(student)
         optimizer = sgd(student, 0.005, cfg.momentum, cfg.weight_decay)
         for _ in range(3):
-            min_steps(student, teacher, uk.batches(task.retain, 16), optimizer, weights, step=0)
+            min_steps(student, teacher, uk.batches(task.retain, 16), optimizer, temperature=cfg.temperature, step=0, **weights)
         assert measure(student) < 0.7 * before
 
 
@@ -83,9 +83,9 @@ def test_max_passes_run_in_the_first_max_epochs_epochs_then_min_passes_only(monk
     for name in ("max_steps", "min_steps"):
         phase = getattr(scrub, name)
 
-        def spy(student, teacher, batches, optimizer, cfg, *, _phase=phase, _name=name, **kwargs):
+        def spy(student, teacher, batches, optimizer, *, _phase=phase, _name=name, **kwargs):
             calls.append((_name, optimizer.param_groups[0]["lr"]))
-            return _phase(student, teacher, batches, optimizer, cfg, **kwargs)
+            return _phase(student, teacher, batches, optimizer, **kwargs)
 
         monkeypatch.setattr(scrub, name, spy)
     model, task = trained_tiny_model()
@@ -104,12 +104,13 @@ def test_scrub_with_rewind_runs_its_full_length_and_returns_the_checked_state_cl
 
     monkeypatch.setattr(StopMonitor, "check", spy)
     model, task = trained_tiny_model()
-    settings_ = dict(lr=0.01, epochs=4, max_epochs=4, batch_size=8, forget_batch_size=8)
+    settings_ = dict(recipe="class", lr=0.01, epochs=4, max_epochs=4, batch_size=8, forget_steps_per_pass=-(-len(task.forget) // 8))
     rewind = uk.get_unlearner("scrub", stop="rewind", stop_every=4, **settings_)
     assert rewind.reads == {"forget", "retain", "val"}  # the target compares D_f with held-out D_val
     chosen = rewind.unlearn(model, task)
     info = rewind.run_info
-    steps_per_epoch = -(-len(task.forget) // 8) + -(-len(task.retain) // 8)
+    forget_batch = -(-len(task.forget) // settings_["forget_steps_per_pass"])
+    steps_per_epoch = -(-len(task.forget) // forget_batch) + -(-len(task.retain) // 8)
     assert info["stop_reason"] == "rewind" and info["steps"] == max(checked) == 4 * steps_per_epoch
     assert info["stop_step"] % 4 == 0 and info["stop_step"] < info["steps"]  # rewound to an earlier check
     assert all(torch.equal(v, checked[info["stop_step"]][k]) for k, v in chosen.state_dict().items())

@@ -139,6 +139,29 @@ def fit(
     return step
 
 
+def recipe_lr(task: uk.TaskView, ratio: float, lr: Optional[float] = None) -> float:
+    """`lr` if given, else `ratio` × the task recipe's learning rate.
+
+    The translation rule for a reference whose SGD learning rate belongs to its own training: it
+    keeps the reference's unlearning lr relative to the lr its original models were trained with.
+    """
+    return lr if lr is not None else ratio * task.recipe.lr
+
+
+def recipe_batch(task: uk.TaskView, ratio: float, batch_size: Optional[int] = None) -> int:
+    """`batch_size` if given, else `ratio` × the task recipe's batch (at least 1)."""
+    return batch_size if batch_size is not None else max(1, round(ratio * task.recipe.batch_size))
+
+
+def batch_for_steps(n: int, steps_per_pass: int) -> int:
+    """The batch that makes one pass over `n` samples take `steps_per_pass` steps (fewer when n is smaller).
+
+    The translation rule where a reference's number of optimiser steps per pass over D_f matters:
+    the batch is a fixed fraction of the set, so the step count does not grow with it.
+    """
+    return max(1, -(-n // steps_per_pass))
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Optimiser steps in one pass over `n` samples in batches of `batch_size` (last one partial)."""
     return -(-n // batch_size)

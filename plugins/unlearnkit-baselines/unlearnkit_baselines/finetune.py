@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import attrs
 import torch
@@ -11,23 +11,26 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.validators import non_negative, positive
-from unlearnkit import config_class, stop_rule
+from unlearnkit import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch
+from unlearnkit_baselines._common import batch_for_steps, epochs, fit, recipe_batch, recipe_lr, sgd, steps_per_epoch
 
 
 @config_class
 class FTConfig(uk.StopSettings):
     """Plain SGD fine-tuning on D̂_r at a constant learning rate.
 
-    SalUn's defaults: 10 epochs, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256 (CIFAR,
-    ResNet-18). On the embedded mnist1d task the batch is 64, the original recipe's, so an epoch
-    of D_r takes about as many steps as SalUn's; the other values are SalUn's.
+    Reference: SalUn's `unlearn/FT.py` and its CIFAR-10 command (`--unlearn FT --unlearn_lr 0.01
+    --unlearn_epochs 10`, batch 256, momentum 0.9, weight decay 5e-4) on ResNet-18s trained at lr
+    0.1, batch 256. Rule: 10 epochs; lr `LR_RATIO` (0.1) × the task recipe's lr and the recipe's
+    batch (None = by rule; the reference's lr and batch relative to its own training's).
     """
 
+    LR_RATIO: ClassVar[float] = 0.1
+
     epochs: int = attrs.field(default=10, validator=positive)
-    lr: float = attrs.field(default=0.01, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
 
@@ -43,17 +46,20 @@ class FineTune(uk.Unlearner):
 
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
+        batch_size, lr = recipe_batch(task, 1.0, cfg.batch_size), recipe_lr(task, cfg.LR_RATIO, cfg.lr)
         recipe = uk.TrainConfig(
-            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
+            epochs=cfg.epochs, batch_size=batch_size, lr=lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, schedule="constant",
         )
-        total = cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        total = cfg.epochs * steps_per_epoch(len(task.retain), batch_size)
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         model = uk.train_model(
             model, task.retain, recipe=recipe, augment=task.augment, seed=seed, device=device,
             progress=progress, who="ft", on_step=lambda step: monitor.check(model, step),
         )
-        return monitor.finish(model)
+        model = monitor.finish(model)
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
@@ -65,21 +71,18 @@ class FineTune(uk.Unlearner):
 class GAConfig(uk.StopSettings):
     """SGD on the negated cross-entropy of D_f.
 
-    SalUn's CIFAR-10 command: 5 epochs, lr 1e-4, batch 256 (momentum 0.9, weight decay 5e-4),
-    about 90 steps on 4 500 forget samples. [scaled] On mnist1d (360 forget samples) a batch of
-    64 gives only 6 steps an epoch and lr 1e-4 leaves the model unchanged, so GA runs 10 epochs
-    at lr 0.0045, tuned on mnist1d / cnn1d / random:0.1 to forget a little without collapsing
-    (UA 1-3%, RA >= 96% over two originals and two seeds). GA is unstable by nature: once the
-    forget loss grows its gradient grows, so a little more (lr 0.006, or 12 epochs at 0.004)
-    already costs 5-20 points of RA, and lr 0.01 for 10 epochs diverges. Lower `lr` or
-    `epochs` if it diverges on another task.
+    Reference: SalUn's `unlearn/GA.py` and its CIFAR-10 command (`--unlearn GA --unlearn_lr 0.0001
+    --unlearn_epochs 5`, batch 256 over 4 500 forget samples: 18 steps a pass; momentum 0.9,
+    weight decay 5e-4) on ResNet-18s trained at lr 0.1. Rule: 5 passes over D_f of
+    `forget_steps_per_pass` (18) steps each, the batch |D_f| / 18; lr `LR_RATIO` (1e-3) × the
+    task recipe's lr (None = by rule).
     """
 
-    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
+    LR_RATIO: ClassVar[float] = 1e-3
 
-    epochs: int = attrs.field(default=10, validator=positive)
-    lr: float = attrs.field(default=0.0045, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
+    epochs: int = attrs.field(default=5, validator=positive)
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    forget_steps_per_pass: int = attrs.field(default=18, validator=positive)
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
 
@@ -96,22 +99,27 @@ class GradientAscent(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        lr, batch_size = recipe_lr(task, cfg.LR_RATIO, cfg.lr), batch_for_steps(len(task.forget), cfg.forget_steps_per_pass)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return -F.cross_entropy(model(x), y)
 
-        total = cfg.epochs * steps_per_epoch(len(task.forget), cfg.batch_size)
+        total = cfg.epochs * steps_per_epoch(len(task.forget), batch_size)
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "ga", progress):
-            data = uk.batches(task.forget, cfg.batch_size, generator=generator, device=device)
+            data = uk.batches(task.forget, batch_size, generator=generator, device=device)
             step = fit(model, optimizer, data, loss_fn, who="ga", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
-        """The shared axes, and `epochs` (each a pass over D_f) within the budget."""
-        return {**space.shared(trial), "epochs": space.repeats(trial, "epochs", lambda c: c.forget)}
+        """lr, weight decay, the batch as steps a pass over D_f (GA's rule), and `epochs` (each a pass over D_f) within the budget."""
+        steps = space.int(trial, "forget_steps_per_pass", 1, 64, log=True)
+        return {"lr": space.lr(trial), "weight_decay": space.weight_decay(trial), "forget_steps_per_pass": steps,
+                "epochs": space.repeats(trial, "epochs", lambda c: c.forget)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import attrs
 import torch
@@ -12,9 +12,9 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.validators import in_range, non_negative, positive
-from unlearnkit import config_class, stop_rule
+from unlearnkit import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd, steps_per_epoch, stream
+from unlearnkit_baselines._common import epochs, fit, recipe_batch, recipe_lr, sgd, steps_per_epoch, stream
 
 
 def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta: float) -> torch.Tensor:
@@ -22,31 +22,43 @@ def neggrad_plus_loss(retain_loss: torch.Tensor, forget_loss: torch.Tensor, beta
     return beta * retain_loss - (1.0 - beta) * forget_loss
 
 
+def distance_to_start(model: nn.Module, start: list[torch.Tensor]) -> torch.Tensor:
+    """½‖θ − θ₀‖² over every parameter, θ₀ the weights the run started from."""
+    return sum((p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), start)) / 2
+
+
 @config_class
 class NegGradPlusConfig(uk.StopSettings):
     """SGD on β·CE(D̂_r batch) − (1 − β)·CE(D_f batch), one step per batch of D̂_r.
 
-    Reference: meghdadk/SCRUB, `thirdparty/repdistiller/helper/loops.py` (`train_negrad`): each
-    retain batch is paired with the next batch of the forget loader, cycled (`itertools.cycle`,
-    so within an epoch the forget batches repeat one shuffled order; a fresh order each epoch),
-    and the loss is `alpha·r_loss − (1 − alpha)·del_loss` (`alpha` there is β here). Its driver
-    (`negative_grad`) uses plain SGD (no momentum, weight decay 0) at lr 0.01, and these are kept
-    here. The reference fixes no β, and DeepUnlearn's finding is that NegGrad+ is strong only when
-    tuned, so [scaled] β = 0.9, lr 0.2 and 5 epochs were chosen on mnist1d / cnn1d / random:0.1
-    (the quick preset) on tuning seeds 3 and 4 only (grid and criterion in docs/baselines.md);
-    batches are 64, the original recipe's, for D̂_r and D_f alike. Without momentum lr 0.2 takes
-    steps about as long as lr 0.02 with momentum 0.9. The ascent is unstable: lr 0.4, or β = 0.8
-    with lr 0.2, costs 20-80 points of RA. β = 1 is fine-tuning on D̂_r (no forget batch is
-    drawn then).
+    Reference: meghdadk/SCRUB, `thirdparty/repdistiller/helper/loops.py` (`train_negrad`) and the
+    notebooks' `negative_grad` (each retain batch paired with the next batch of the forget loader,
+    cycled; plain SGD, no momentum, weight decay 0). The reference fixes β: 0.95 with 10 epochs,
+    lr 0.01, retain batch 32 and forget batch 64 in `small_scale_unlearning.ipynb` (cell 85;
+    loaders cell 26; originals trained at batch 128, cell 8) — DeepUnlearn's default β too —
+    and 0.9999 with 5 epochs, batches 32 / 16 in `MIA_experiments.ipynb` (cell 22), whose
+    CIFAR-10 originals were trained at lr 0.01, batch 128. Rule: the small-scale recipe (β 0.95,
+    10 epochs); batches `RETAIN_BATCH_RATIO` (1/4) and `FORGET_BATCH_RATIO` (1/2) × the task
+    recipe's batch; the small-scale loop's (`run_neggrad_epoch`, cell 70) penalty
+    `weight_decay`/2·‖θ − θ₀‖² on the distance to the original, inside the retain term, with
+    `anchor` = its originals' training weight decay — the task recipe's (None = by rule);
+    lr `LR_RATIO` (1) × the recipe's lr: the notebooks' NegGrad lr 0.01 equals
+    the lr of their CIFAR-10 originals (`large_scale_unlearning.ipynb` cells 18/20, the MIA
+    notebook's cell 22; the small-scale originals' lr 0.001 goes with weight decay 0.1, another
+    optimiser setting). None = by rule. β = 1 is fine-tuning on D̂_r (no forget batch is drawn
+    then).
     """
 
-    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
+    LR_RATIO: ClassVar[float] = 1.0
+    RETAIN_BATCH_RATIO: ClassVar[float] = 0.25
+    FORGET_BATCH_RATIO: ClassVar[float] = 0.5
 
-    beta: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
-    epochs: int = attrs.field(default=5, validator=positive)
-    lr: float = attrs.field(default=0.2, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
-    forget_batch_size: int = attrs.field(default=64, validator=positive)
+    beta: float = attrs.field(default=0.95, validator=in_range(0.0, 1.0))
+    epochs: int = attrs.field(default=10, validator=positive)
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    forget_batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    anchor: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
     momentum: float = attrs.field(default=0.0, validator=non_negative)
     weight_decay: float = attrs.field(default=0.0, validator=non_negative)
 
@@ -55,8 +67,8 @@ class NegGradPlus(uk.Unlearner):
     """NegGrad+: fine-tuning on D̂_r and gradient ascent on D_f, weighed by β in a single loss.
 
     D̂_r is visited in the order (and with the augmentation draws) that `ft` uses for the same
-    seed; the forget batches come from a random stream of their own, so with β = 1 the run is
-    `ft` with the same settings, step for step.
+    seed; the forget batches come from a random stream of their own, so with β = 1 and
+    `anchor` = 0 the run is `ft` with the same settings, step for step.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
@@ -65,11 +77,18 @@ class NegGradPlus(uk.Unlearner):
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)  # D̂_r order and augmentation, as `ft` draws them
         forget_generator = stream(seed, "forget")
-        optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        lr = recipe_lr(task, cfg.LR_RATIO, cfg.lr)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
+        batch_size = recipe_batch(task, cfg.RETAIN_BATCH_RATIO, cfg.batch_size)
+        forget_batch_size = recipe_batch(task, cfg.FORGET_BATCH_RATIO, cfg.forget_batch_size)
+        anchor = cfg.anchor if cfg.anchor is not None else task.recipe.weight_decay
+        start = [p.detach().clone() for p in model.parameters()]
         forget_batches = iter(())
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             retain_loss = F.cross_entropy(model(x), y)
+            if anchor > 0:
+                retain_loss = retain_loss + anchor * distance_to_start(model, start)
             if cfg.beta == 1.0:
                 return cfg.beta * retain_loss
             x_f, y_f = next(forget_batches)
@@ -77,29 +96,33 @@ class NegGradPlus(uk.Unlearner):
                 x_f = task.augment(x_f, forget_generator)
             return neggrad_plus_loss(retain_loss, F.cross_entropy(model(x_f), y_f), cfg.beta)
 
-        total = cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        total = cfg.epochs * steps_per_epoch(len(task.retain), batch_size)
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "neggrad-plus", progress):
             if cfg.beta < 1.0:
-                one_pass = list(uk.batches(task.forget, cfg.forget_batch_size, generator=forget_generator, device=device))
+                one_pass = list(uk.batches(task.forget, forget_batch_size, generator=forget_generator, device=device))
                 forget_batches = itertools.cycle(one_pass)
-            data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
+            data = uk.batches(task.retain, batch_size, generator=generator, device=device)
             step = fit(
                 model, optimizer, data, loss_fn, who="neggrad-plus", step=step, augment=task.augment, generator=generator,
                 monitor=monitor,
             )
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size, "forget_batch_size": forget_batch_size, "anchor": anchor}
+        return model
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
-        """The shared axes, β, and `epochs` within the budget: each a pass over D̂_r, every batch
-        with a forget batch of `forget_batch_size` (its default: one forget batch per retain batch)."""
-        shared, forget_batch = space.shared(trial), space.default.forget_batch_size
+        """The shared axes, β, and `epochs` within the budget: each a pass over D̂_r, every retain
+        batch with a forget batch (the batches left to the rule: its ratios of the recipe's batch)."""
+        shared, cfg = space.shared(trial), space.default
 
         def epoch(c: uk.Cell) -> float:
-            return c.retain + steps_per_epoch(c.retain, shared["batch_size"]) * forget_batch
+            batch = shared["batch_size"] or max(1, round(cfg.RETAIN_BATCH_RATIO * c.batch_size))
+            forget_batch = cfg.forget_batch_size or max(1, round(cfg.FORGET_BATCH_RATIO * c.batch_size))
+            return c.retain + steps_per_epoch(c.retain, batch) * forget_batch
 
         return {**shared, "beta": space.float(trial, "beta", 0.5, 1.0), "epochs": space.repeats(trial, "epochs", epoch)}

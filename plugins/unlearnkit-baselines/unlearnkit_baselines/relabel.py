@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Optional
 
 import attrs
 import torch
@@ -12,9 +12,11 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.validators import non_negative, one_of, positive
-from unlearnkit import config_class, stop_rule
+from unlearnkit import config_class
 
-from unlearnkit_baselines._common import Batch, concat, epochs, fit, relabelled, sgd, steps_per_epoch, uniform_labels, wrong_labels
+from unlearnkit_baselines._common import (
+    Batch, concat, epochs, fit, recipe_batch, recipe_lr, relabelled, sgd, steps_per_epoch, uniform_labels, wrong_labels,
+)
 
 MIXES = ("shuffled", "forget-first")
 
@@ -53,15 +55,18 @@ def random_label_steps(n_forget: int, n_retain: int, *, mix: str, batch_size: in
 class RandLConfig(uk.StopSettings):
     """SGD on D_f with random labels together with D̂_r (SalUn's `RL`).
 
-    SalUn's defaults: 10 epochs, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256. On the
-    embedded mnist1d task the batch is 64, the original recipe's; the rest are SalUn's. `mix`
-    is how D_f and D̂_r meet (see `random_label_batches`); the LTU paper describes the shuffled
-    union, the default.
+    Reference: SalUn's `unlearn/RL.py` and its CIFAR-10 command (10 epochs, lr 0.01, momentum
+    0.9, weight decay 5e-4, batch 256) on ResNet-18s trained at lr 0.1, batch 256. Rule: 10
+    epochs; lr `LR_RATIO` (0.1) × the task recipe's lr and the recipe's batch (None = by rule).
+    `mix` is how D_f and D̂_r meet (see `random_label_batches`); the LTU paper describes the
+    shuffled union, the default.
     """
 
+    LR_RATIO: ClassVar[float] = 0.1
+
     epochs: int = attrs.field(default=10, validator=positive)
-    lr: float = attrs.field(default=0.01, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     mix: str = attrs.field(default="shuffled", validator=one_of(*MIXES))
@@ -78,23 +83,26 @@ class RandomLabel(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        lr, batch_size = recipe_lr(task, cfg.LR_RATIO, cfg.lr), recipe_batch(task, 1.0, cfg.batch_size)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
 
-        total = cfg.epochs * random_label_steps(len(task.forget), len(task.retain), mix=cfg.mix, batch_size=cfg.batch_size)
+        total = cfg.epochs * random_label_steps(len(task.forget), len(task.retain), mix=cfg.mix, batch_size=batch_size)
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "randl", progress):
             data = random_label_batches(
-                task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=cfg.batch_size,
+                task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=batch_size,
                 generator=generator, device=device,
             )
             step = fit(model, optimizer, data, loss_fn, who="randl", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
@@ -107,14 +115,13 @@ class RandomLabel(uk.Unlearner):
 class AmnesiacConfig(uk.StopSettings):
     """Adam on D_f relabelled with wrong labels, shuffled with D̂_r.
 
-    Defaults of the SSD repository's `amnesiac` (forget_random_strategies.py): 3 epochs, Adam
-    lr 1e-4, batch 128 over D_r ∪ relabelled D_f (~1 170 steps on CIFAR). [scaled] mnist1d's
-    3 600 samples give only 29 such steps an epoch, so the default runs 10 epochs (~290 steps).
+    Reference: the SSD repository's `amnesiac` (`forget_random_strategies.py`): 3 epochs, Adam lr
+    1e-4, batch 128 over D_r ∪ relabelled D_f. Rule: the reference's values as they are — its
+    passes over the data (epochs), and an Adam lr, whose step does not scale with the gradient
+    and so is not tied to the original's SGD recipe.
     """
 
-    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
-
-    epochs: int = attrs.field(default=10, validator=positive)
+    epochs: int = attrs.field(default=3, validator=positive)
     lr: float = attrs.field(default=1e-4, validator=positive)
     batch_size: int = attrs.field(default=128, validator=positive)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import attrs
 import torch
@@ -11,9 +11,9 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.validators import in_range, non_negative, one_of, positive
-from unlearnkit import config_class, stop_rule
+from unlearnkit import config_class
 
-from unlearnkit_baselines._common import epochs, fit, sgd
+from unlearnkit_baselines._common import epochs, fit, recipe_batch, recipe_lr, sgd
 from unlearnkit_baselines.relabel import MIXES, random_label_batches, random_label_steps
 
 
@@ -77,20 +77,20 @@ class _MaskedUpdate:
 class SalUnConfig(uk.StopSettings):
     """Saliency mask over D_f, then random-label training (SalUn's `RL` with a mask).
 
-    `sparsity` is the fraction of weights updated (SalUn's default mask keeps 0.5). SalUn's
-    CIFAR-10 command trains 10 epochs at lr 0.1 with batch 256, a pass over the relabelled D_f
-    then one over D_r each epoch (`mix="forget-first"`, its CIFAR-10 branch). On the embedded
-    mnist1d task the batch is 64, the original recipe's, and [scaled] lr is 0.01: with lr 0.1
-    (or 0.05) the 4x smaller batches take steps too large for cnn1d and the model collapses to
-    ~20% accuracy on mnist1d.
+    Reference: OPTML-Group/Unlearn-Saliency, README (`main_random.py --unlearn RL --unlearn_epochs
+    10 --unlearn_lr 0.013 --num_indexes_to_replace 4500 --mask_path mask/with_0.5.pt`), batch 256,
+    momentum 0.9, weight decay 5e-4, a pass over the relabelled D_f then one over D_r each epoch
+    (`mix="forget-first"`, its CIFAR-10 branch), on ResNet-18s trained at lr 0.1, batch 256.
+    `sparsity` is the fraction of weights updated (0.5). Rule: 10 epochs; lr `LR_RATIO` (0.13) ×
+    the task recipe's lr and the recipe's batch (None = by rule).
     """
 
-    stop: str = stop_rule("calibrated")  # measured default: docs/stopping.md, "Defaults"
+    LR_RATIO: ClassVar[float] = 0.13
 
     sparsity: float = attrs.field(default=0.5, validator=in_range(0.0, 1.0, low_open=True))
     epochs: int = attrs.field(default=10, validator=positive)
-    lr: float = attrs.field(default=0.01, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     mix: str = attrs.field(default="forget-first", validator=one_of(*MIXES))
@@ -108,19 +108,20 @@ class SalUn(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        mask = saliency_mask(model, task.forget, cfg.sparsity, batch_size=cfg.batch_size, device=device)
-        optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        lr, batch_size = recipe_lr(task, cfg.LR_RATIO, cfg.lr), recipe_batch(task, 1.0, cfg.batch_size)
+        mask = saliency_mask(model, task.forget, cfg.sparsity, batch_size=batch_size, device=device)
+        optimizer = sgd(model, lr, cfg.momentum, cfg.weight_decay)
         masked = _MaskedUpdate(model, mask, optimizer)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
 
-        total = cfg.epochs * random_label_steps(len(task.forget), len(task.retain), mix=cfg.mix, batch_size=cfg.batch_size)
+        total = cfg.epochs * random_label_steps(len(task.forget), len(task.retain), mix=cfg.mix, batch_size=batch_size)
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "salun", progress):
             data = random_label_batches(
-                task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=cfg.batch_size,
+                task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=batch_size,
                 generator=generator, device=device,
             )
             step = fit(
@@ -129,7 +130,9 @@ class SalUn(uk.Unlearner):
             )
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = {"lr": lr, "batch_size": batch_size}
+        return model
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:

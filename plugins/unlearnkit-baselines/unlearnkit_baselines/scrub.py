@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import unlearnkit as uk
-from unlearnkit.validators import non_negative, positive
+from unlearnkit.validators import non_negative, one_of, positive
 from unlearnkit import config_class
 
-from unlearnkit_baselines._common import Augment, Batch, epochs, fit, sgd, steps_per_epoch
+from unlearnkit_baselines._common import Augment, Batch, batch_for_steps, epochs, fit, recipe_batch, recipe_lr, sgd, steps_per_epoch
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -34,8 +34,8 @@ def max_steps(
     teacher: nn.Module,
     forget_batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
-    cfg: "ScrubConfig",
     *,
+    temperature: float,
     step: int,
     augment: Augment = None,
     generator: Optional[torch.Generator] = None,
@@ -46,7 +46,7 @@ def max_steps(
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             teacher_logits = teacher(x)
-        return -distill_kl(student(x), teacher_logits, cfg.temperature)
+        return -distill_kl(student(x), teacher_logits, temperature)
 
     return fit(student, optimizer, forget_batches, loss_fn, who="scrub", step=step, augment=augment, generator=generator, monitor=monitor)
 
@@ -56,8 +56,10 @@ def min_steps(
     teacher: nn.Module,
     retain_batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
-    cfg: "ScrubConfig",
     *,
+    temperature: float,
+    gamma: float,
+    alpha: float,
     step: int,
     augment: Augment = None,
     generator: Optional[torch.Generator] = None,
@@ -69,47 +71,85 @@ def min_steps(
         with torch.no_grad():
             teacher_logits = teacher(x)
         logits = student(x)
-        return cfg.gamma * F.cross_entropy(logits, y) + cfg.alpha * distill_kl(logits, teacher_logits, cfg.temperature)
+        return gamma * F.cross_entropy(logits, y) + alpha * distill_kl(logits, teacher_logits, temperature)
 
     return fit(student, optimizer, retain_batches, loss_fn, who="scrub", step=step, augment=augment, generator=generator, monitor=monitor)
+
+
+#: The reference's two recipes (meghdadk/SCRUB), in the terms the translation rule carries: max-steps
+#: per pass over D_f, the retain batch and the lr relative to the batch and lr its originals were
+#: trained with. "class": `large_scale_unlearning.ipynb` — cell 32 (settings), cell 28 (loaders:
+#: forget batch 512 over the 4 000 samples of class 5, 8 max-steps a pass; retain batch 256),
+#: cells 18/20 (originals: lr 0.01, batch 128). "random": `MIA_experiments.ipynb` — cell 18
+#: (settings; it keeps the checkpoint closest to the target: SCRUB+R), cell 22 (100 samples of
+#: class 5, forget batch 16, 7 max-steps a pass; retain batch 32; originals fine-tuned on CIFAR-10
+#: at lr 0.01, batch 128, from a checkpoint trained at lr 0.1). Both unlearn at lr 5e-4: 0.05 × 0.01.
+RECIPES: dict[str, dict[str, Any]] = {
+    "class": dict(epochs=3, max_epochs=2, gamma=0.99, alpha=0.001, forget_steps_per_pass=8, retain_batch_ratio=2.0, lr_ratio=0.05),
+    "random": dict(epochs=5, max_epochs=3, gamma=1.0, alpha=0.5, forget_steps_per_pass=7, retain_batch_ratio=0.25, lr_ratio=0.05),
+}
+
+
+def forgets_whole_classes(task: uk.TaskView) -> bool:
+    """True when D_f removes whole classes: a `class:K` spec, or no label of D_f left in D̂_r."""
+    if task.forget_spec.kind == "class":
+        return True
+    return not set(task.forget.y.tolist()) & set(task.retain.y.tolist())
 
 
 @config_class
 class ScrubConfig(uk.StopSettings):
     """Alternating max-steps on D_f and min-steps on D̂_r, the student starting from the teacher.
 
-    Reference: meghdadk/SCRUB, `large_scale_unlearning.ipynb` (its SCRUB cell and loop) with
-    `thirdparty/repdistiller/helper/loops.py` (`train_distill`), `helper/util.py`
+    Reference: meghdadk/SCRUB, `large_scale_unlearning.ipynb` and `MIA_experiments.ipynb` (see
+    `RECIPES`) with `thirdparty/repdistiller/helper/loops.py` (`train_distill`), `helper/util.py`
     (`adjust_learning_rate`) and `distiller_zoo` (`DistillKL`). Each epoch e = 1..`epochs` sets
     the learning rate (×`lr_decay_rate` for every milestone of `lr_decay_epochs` below e), runs a
-    max pass over D_f if e <= `max_epochs` (loss −KL(teacher ‖ student) at `temperature`), then a
-    min pass over D̂_r (loss `gamma`·CE + `alpha`·KL). Reference values kept: `max_epochs` ("msteps")
-    2, T = 4 ("kd_T"), γ = 0.99, α = 0.001, SGD momentum 0.9, weight decay 5e-4,
-    milestones (3, 5, 9) ×0.1; `distill = "kd"` with β = 0 and smoothing 0 (the other
-    distillation losses and the SWA smoothing term are off there, so are not implemented).
-    [scaled] The reference's loaders take batches of 512 from D_f and 256 from D_r at lr 5e-4
-    for 3 epochs on CIFAR-10's 45 000 retain samples (~176 min-steps an epoch); on mnist1d (3 240
-    retain, 360 forget) both batches are 64, the original recipe's, and lr 0.01 with 5 epochs
-    (lr ×0.1 for the last two) were chosen on the quick preset's tuning seeds 3 and 4 only (grid
-    and criterion in docs/baselines.md). The max-steps start where their gradient is zero (the
-    student is the teacher) and then grow the KL without bound: at lr 0.01 a third max epoch
-    already collapses the model, and at lr 0.02 (one tuning seed) or 0.03 (both) the KL overflows. `stop = "rewind"`
-    (SCRUB+R) is the reference's answer: run the full length, keep the checked state whose D_f
-    looks most like held-out data.
+    max pass over D_f if e <= `max_epochs` (the reference's `msteps`; loss −KL(teacher ‖ student)
+    at `temperature`), then a min pass over D̂_r (loss `gamma`·CE + `alpha`·KL).
+
+    `recipe`: "class" (whole-class forgetting), "random" (a subset of samples) or "auto" (chosen
+    from the forget set: `forgets_whole_classes`). A setting left None is the recipe's, by the
+    rule: `epochs`, `max_epochs`, γ, α as the reference sets them; the forget batch makes a max
+    pass take `forget_steps_per_pass` steps (8 / 7, whatever |D_f|); the retain batch `batch_size`
+    is the reference's ratio to its training batch (2 / 1/4) times the task recipe's; `lr` the
+    reference's ratio to its training lr (0.05 in both) times the task recipe's. Shared by both:
+    T = 4, SGD momentum 0.9, weight decay 5e-4, milestones (3, 5, 9) ×0.1; `distill = "kd"` with
+    β = 0 (the other distillation losses are off there, so are not implemented; the MIA recipe's
+    `smoothing` 0.5 feeds an SWA term commented out in `train_distill`). The reference's random
+    recipe keeps the epoch closest to the target: `stop = "rewind"` (SCRUB+R).
     """
 
-    epochs: int = attrs.field(default=5, validator=positive)
-    max_epochs: int = attrs.field(default=2, validator=non_negative)
-    lr: float = attrs.field(default=0.01, validator=positive)
-    batch_size: int = attrs.field(default=64, validator=positive)
-    forget_batch_size: int = attrs.field(default=64, validator=positive)
+    recipe: str = attrs.field(default="auto", validator=one_of("auto", *RECIPES))
+    epochs: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    max_epochs: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
+    gamma: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
+    alpha: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
+    forget_steps_per_pass: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     temperature: float = attrs.field(default=4.0, validator=positive)
-    gamma: float = attrs.field(default=0.99, validator=non_negative)
-    alpha: float = attrs.field(default=0.001, validator=non_negative)
     lr_decay_epochs: tuple[int, ...] = attrs.field(default=(3, 5, 9), validator=attrs.validators.deep_iterable(positive))
     lr_decay_rate: float = attrs.field(default=0.1, validator=positive)
+
+
+def schedule(cfg: ScrubConfig, task: uk.TaskView) -> dict[str, Any]:
+    """The settings a run uses: each None of `cfg` filled from its recipe by the translation rule."""
+    name = cfg.recipe if cfg.recipe != "auto" else ("class" if forgets_whole_classes(task) else "random")
+    recipe = RECIPES[name]
+
+    def pick(field: str) -> Any:
+        value = getattr(cfg, field)
+        return recipe[field] if value is None else value
+
+    return dict(
+        recipe=name, epochs=pick("epochs"), max_epochs=pick("max_epochs"), gamma=pick("gamma"), alpha=pick("alpha"),
+        forget_batch_size=batch_for_steps(len(task.forget), pick("forget_steps_per_pass")),
+        batch_size=recipe_batch(task, recipe["retain_batch_ratio"], cfg.batch_size),
+        lr=recipe_lr(task, recipe["lr_ratio"], cfg.lr),
+    )
 
 
 class Scrub(uk.Unlearner):
@@ -118,32 +158,36 @@ class Scrub(uk.Unlearner):
     Max-steps maximise KL(teacher ‖ student) on forget batches; min-steps minimise
     γ·CE + α·KL on retain batches. The teacher is a frozen copy of the input model, in eval
     mode; the student (the returned model) trains in train mode, as in the reference.
+    `run_info["resolved"]` records the settings the run used, its recipe ("class" or "random")
+    included.
     """
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
 
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
-        cfg = self.config
+        cfg, run = self.config, schedule(self.config, task)
         generator = torch.Generator().manual_seed(seed)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-        total = min(cfg.max_epochs, cfg.epochs) * steps_per_epoch(len(task.forget), cfg.forget_batch_size)
-        total += cfg.epochs * steps_per_epoch(len(task.retain), cfg.batch_size)
+        optimizer = sgd(model, run["lr"], cfg.momentum, cfg.weight_decay)
+        total = min(run["max_epochs"], run["epochs"]) * steps_per_epoch(len(task.forget), run["forget_batch_size"])
+        total += run["epochs"] * steps_per_epoch(len(task.retain), run["batch_size"])
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
-        shared = dict(augment=task.augment, generator=generator, monitor=monitor)
+        shared = dict(temperature=cfg.temperature, augment=task.augment, generator=generator, monitor=monitor)
         step = 0
-        for epoch in epochs(cfg.epochs, "scrub", progress):
+        for epoch in epochs(run["epochs"], "scrub", progress):
             for group in optimizer.param_groups:
-                group["lr"] = epoch_lr(cfg.lr, epoch + 1, cfg.lr_decay_epochs, cfg.lr_decay_rate)
-            if epoch + 1 <= cfg.max_epochs:
-                data = uk.batches(task.forget, cfg.forget_batch_size, generator=generator, device=device)
-                step = max_steps(model, teacher, data, optimizer, cfg, step=step, **shared)
+                group["lr"] = epoch_lr(run["lr"], epoch + 1, cfg.lr_decay_epochs, cfg.lr_decay_rate)
+            if epoch + 1 <= run["max_epochs"]:
+                data = uk.batches(task.forget, run["forget_batch_size"], generator=generator, device=device)
+                step = max_steps(model, teacher, data, optimizer, step=step, **shared)
             if not monitor.stopped:
-                data = uk.batches(task.retain, cfg.batch_size, generator=generator, device=device)
-                step = min_steps(model, teacher, data, optimizer, cfg, step=step, **shared)
+                data = uk.batches(task.retain, run["batch_size"], generator=generator, device=device)
+                step = min_steps(model, teacher, data, optimizer, gamma=run["gamma"], alpha=run["alpha"], step=step, **shared)
             if monitor.stopped:
                 break
-        return monitor.finish(model.eval())
+        model = monitor.finish(model.eval())
+        self.run_info["resolved"] = run
+        return model
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
