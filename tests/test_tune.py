@@ -115,7 +115,7 @@ def test_tuning_json_tuned_toml_and_the_tuned_bench(tmp_path, capsys):
     rows = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
     tuned = [r for r in rows if r["method"] == "ft tuned"]
     assert len(tuned) == 1 and tuned[0]["tuning"] == {"config": "tuned", "manifest": manifest["setting_hash"], "folder": str(out)}
-    assert tuned[0]["config"] == results["methods"]["ft"]["best"]
+    assert tuned[0]["config"] == {k: v for k, v in results["methods"]["ft"]["best"].items() if v is not None}
     assert [r for r in rows if r["method"] == "ft"][0]["config"] == {}  # the default beside it
 
 
