@@ -49,7 +49,7 @@ from unlearnkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from unlearnkit.engine.checkpoint import read_model as load_model
 from unlearnkit.engine.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
 from unlearnkit.engine.progress import progress_bar
-from unlearnkit.engine.stopping import StopMonitor, StopSettings, stop_rule
+from unlearnkit.engine.stopping import StopMonitor, StopSettings
 from unlearnkit.engine.training import batches, check_finite_loss, train_model
 from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.tune.space import Cell, SearchSpace
@@ -62,5 +62,5 @@ __all__ = [
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",
     "list_datasets", "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_model", "load_toml", "make_task",
     "mia_efficacy", "parse_forget", "penultimate_features", "predict_logits", "progress_bar", "resolve_device",
-    "save_checkpoint", "stop_rule", "structure_config", "train_model", "unstructure_config", "validators",
+    "save_checkpoint", "structure_config", "train_model", "unstructure_config", "validators",
 ]

@@ -75,16 +75,6 @@ class StopSettings:
     guard_patience: int = attrs.field(default=2, validator=positive)
 
 
-def stop_rule(default: str) -> Any:
-    """The `stop` field with another default, for a method whose measured default is not "fixed":
-
-        @config_class
-        class GAConfig(StopSettings):
-            stop: str = stop_rule("calibrated")  # docs/stopping.md, "Defaults"
-    """
-    return attrs.field(default=default, validator=one_of(*STOP_RULES))
-
-
 def stop_settings(config: Any) -> StopSettings:
     """The stop settings of a method's config (`fixed` for a config without any)."""
     if isinstance(config, StopSettings):
