@@ -114,7 +114,9 @@ class Unlearner(ABC):
         fields = [f for f in self.divergence_settings if hasattr(self.config, f)]
         if not fields:
             return DivergenceError.GENERIC_ADVICE
-        return "lower " + " or ".join(f"`{f}` (now {getattr(self.config, f)})" for f in fields)
+        values = {f: getattr(self.config, f) for f in fields}
+        return "lower " + " or ".join(f"`{f}` (now {v})" if v is not None else f"`{f}` (now set by the method's rule from the task's recipe: "
+                                      "give it a smaller number)" for f, v in values.items())
 
     @abstractmethod
     def run(self, model: nn.Module, task: TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
