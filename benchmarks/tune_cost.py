@@ -26,16 +26,16 @@ import optuna
 
 from unlearnkit.bench.plan import unlearner_class, resolve
 from unlearnkit.tune.space import default_point
-from unlearnkit.tune.study import Tuner, TuneSettings, tune_method
+from unlearnkit.tune.study import Tuner, TuneSettings, enqueue_default, tune_method
 
 
 def timed_study(tuner: Tuner, method: str, trials: int, workers: int) -> tuple[float, float, optuna.Study]:
     """Seconds from the first trial's start to the last one's end, running `trials` copies of the
     default point with `workers` processes; seconds before the first trial; the study."""
     study = tuner.study(method)
-    point, _ = default_point(unlearner_class(method), tuner.space(method))
+    point, cut = default_point(unlearner_class(method), tuner.space(method))
     for _ in range(trials - len(study.trials)):
-        study.enqueue_trial(point)
+        enqueue_default(study, point, cut)
     start = datetime.datetime.now()
     tune_method(tuner, method, workers=workers, poll_s=0.2)
     done = study.get_trials(deepcopy=False)

@@ -143,10 +143,7 @@ class Tuner:
         study = optuna.create_study(study_name=method, storage=self.storage, sampler=sampler, pruner=self.pruner,
                                     direction="minimize", load_if_exists=True)
         if not study.get_trials(deepcopy=False):
-            point, cut = default_point(unlearner_class(method), self.space(method))
-            fixed = {k: v for k, v in point.items() if v is not None}  # None: left to the method's rule, not an Optuna value
-            study.enqueue_trial(fixed, user_attrs={"default": True, "point": point, "cut": {k: list(v) for k, v in cut.items()}},
-                                skip_if_exists=True)
+            enqueue_default(study, *default_point(unlearner_class(method), self.space(method)))
         return study
 
     def objective(self, method: str, study: optuna.Study) -> Callable[[optuna.Trial], float]:
@@ -207,6 +204,13 @@ class Tuner:
                 optuna.storages.fail_stale_trials(study)
                 continue
             study.optimize(objective, n_trials=1, catch=(Diverged, Surplus), callbacks=[record], gc_after_trial=False)
+
+
+def enqueue_default(study: optuna.Study, point: dict[str, Any], cut: dict[str, tuple[Any, Any]]) -> None:
+    """Enqueue the default point as a trial that runs it as it is (`objective` takes the point, not
+    a sample): a setting left to the method's rule (None) is no Optuna value."""
+    fixed = {k: v for k, v in point.items() if v is not None}
+    study.enqueue_trial(fixed, user_attrs={"default": True, "point": point, "cut": {k: list(v) for k, v in cut.items()}})
 
 
 def trial_line(method: str, trial: optuna.trial.FrozenTrial, study: optuna.Study, n: int) -> str:
