@@ -25,6 +25,7 @@ from unlearnkit.bench import results as results_mod
 from unlearnkit.bench import runner as bench_mod
 from unlearnkit.bench.locks import owned_dir
 from unlearnkit.cli import audit as audit_cli
+from unlearnkit.cli import tune as tune_command
 from unlearnkit.cli.parser import DOCS, build_parser
 from unlearnkit.core.errors import CheckpointError, DivergenceError, NothingRemovedError, UnlearnkitError, UsageError
 from unlearnkit.core.plugins import registry
@@ -37,7 +38,6 @@ from unlearnkit.engine.checkpoint import load_model, save_checkpoint
 from unlearnkit.engine.evaluation import evaluate
 from unlearnkit.engine.runconfig import RunConfig, load_run_config
 from unlearnkit.engine.training import train_model
-from unlearnkit.tune import command as tune_command
 
 __all__ = ["COMMANDS", "DOCS", "build_parser", "main"]
 

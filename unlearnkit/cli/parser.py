@@ -16,10 +16,11 @@ from typing import Any, Optional
 
 from unlearnkit.bench.plan import PRESETS
 from unlearnkit.cli import audit as audit_cli
+from unlearnkit.cli import tune as tune_command
 from unlearnkit.core import __version__
 from unlearnkit.core.errors import UsageError
 from unlearnkit.deletion import report as deletion
-from unlearnkit.tune import command as tune_command
+
 
 def docs_folder(package: Path) -> Optional[Path]:
     """The documentation of the `unlearnkit` package at `package`: installed with it

@@ -1,4 +1,4 @@
-"""`unlearnkit tune` on the command line, and `unlearnkit bench --tuned DIR`'s tuned entries."""
+"""`unlearnkit tune` on the command line (its parser and command), and `unlearnkit bench --tuned DIR`'s tuned entries."""
 
 from __future__ import annotations
 
