@@ -55,7 +55,7 @@ def overhead(study: optuna.Study) -> float:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="ft", help="the method tuned (default ft)")
-    parser.add_argument("--trials", type=int, default=8, help="trials per study (default 8)")
+    parser.add_argument("--trials", type=int, default=24, help="trials per study (default 24: enough to amortise a worker's start)")
     parser.add_argument("--num-samples", type=int, default=5000, help="mnist1d samples (default 5000)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (default: the dataset's)")
     parser.add_argument("--out", default=None, help="folder for the studies and the model cache (default: a temporary one)")

@@ -15,13 +15,14 @@ or diverged; so any number of workers, killed and restarted at any moment, end w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import attrs
 import optuna
@@ -241,10 +242,23 @@ def append_line(path: Path, line: str) -> None:
 def _worker(settings: TuneSettings, out: Path, storage_url: Optional[str], device: str, heartbeat: int,
             pruner: optuna.pruners.BasePruner, method: str, index: int) -> None:
     """A spawned worker process: one thread, trials of `method` until the study has N."""
-    import torch
+    with one_thread():
+        Tuner(settings, out, storage_url=storage_url, device=device, heartbeat=heartbeat, pruner=pruner).work(method, worker=index)
 
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op pool and the BLAS/OpenMP pools numpy and scikit-learn use (the attack) at one thread."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    Tuner(settings, out, storage_url=storage_url, device=device, heartbeat=heartbeat, pruner=pruner).work(method, worker=index)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Optional[Callable[[optuna.trial.FrozenTrial], None]] = None,
@@ -255,17 +269,12 @@ def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Option
     cache and the default trial is enqueued once; `on_trial` sees every trial as it finishes."""
     import multiprocessing
 
-    import torch
 
     tuner.references()
     study = tuner.study(method)  # made here, so the default trial is enqueued once
     if workers == 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_thread():
             tuner.work(method, on_trial=on_trial)
-        finally:
-            torch.set_num_threads(threads)
         return
     context = multiprocessing.get_context("spawn")
     args = (tuner.settings, tuner.out, tuner.storage_url, tuner.device, tuner.heartbeat, tuner.pruner, method)
