@@ -11,7 +11,7 @@ import unlearnkit as uk
 from unlearnkit.bench import plan, report
 from unlearnkit.bench import runner as bench
 from unlearnkit.bench.results import SET_ASIDE
-from unlearnkit.core.errors import ConfigError, UsageError
+from unlearnkit.core.errors import UsageError
 
 
 def _row(method, seed, avg, table="main", forget="random:0.1", gamma=1.0, name=None):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import unlearnkit as uk
-from unlearnkit.core.config import config_hash, converter, structure_config, unstructure_config
+from unlearnkit.core.config import config_hash, structure_config, unstructure_config
 from unlearnkit.core.plugins import registry
 from unlearnkit.engine.runconfig import RunConfig
 from unlearnkit.engine.training import TrainConfig

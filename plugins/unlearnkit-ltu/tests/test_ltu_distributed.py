@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import unlearnkit as uk
 from unlearnkit.engine import distributed
 from unlearnkit_ltu import meta
 
