@@ -204,7 +204,11 @@ class Tuner:
                 time.sleep(min(self.heartbeat, 2))  # others' trials run: wait for them, or for their heartbeat to go stale
                 optuna.storages.fail_stale_trials(study)
                 continue
-            study.optimize(objective, n_trials=1, catch=(Diverged, Surplus), callbacks=[record], gc_after_trial=False)
+            try:
+                study.optimize(objective, n_trials=1, catch=(Diverged, Surplus), callbacks=[record], gc_after_trial=False)
+            except ValueError as exc:  # another worker finished this trial first (a race on a loaded machine): it counts once
+                if not str(exc).startswith("Cannot tell a"):
+                    raise
 
 
 def enqueue_default(study: optuna.Study, point: dict[str, Any], cut: dict[str, tuple[Any, Any]]) -> None:
