@@ -165,7 +165,7 @@ def sample(cls: type, trial: Any, space: SearchSpace) -> dict[str, Any]:
     exactly the ones returned, with the same values (so a trial's parameters are its config)."""
     overrides = cls.search_space(trial, space)
     if overrides is None:
-        raise NotImplementedError(f"{cls.__name__} declares no search space (define the classmethod `search_space`)")
+        raise TypeError(f"{cls.__name__} declares no search space (define the classmethod `search_space`)")
     return dict(overrides)
 
 
