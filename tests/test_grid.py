@@ -7,7 +7,7 @@ import json
 import pytest
 
 import unlearnkit as uk
-from unlearnkit.bench import grid, plan
+from unlearnkit.bench import grid, plan, report
 from unlearnkit.cli import commands as cli
 
 
@@ -88,3 +88,26 @@ def test_a_regime_run_on_its_own_joins_the_grid_with_rows_from(tmp_path, monkeyp
     small = json.loads((grid_out / "small" / "results.json").read_text())["rows"]
     assert {r["seed"] for r in small} == {5, 6}  # the other regime ran its new seed itself
     assert {c["regime"] for c in json.loads((grid_out / "robust.json").read_text())["cells"]} == {"small", "large"}
+
+
+def _main(method, forget, seed, avg, **kw):
+    return {**_row(method, forget, seed, avg, **kw), "table": "main"}
+
+
+def test_table_1_over_several_forget_settings_ranks_its_entries_across_them_and_pairs_ltu_with_each():
+    rows = []
+    for forget, ft_gap in (("random:0.1", 2.0), ("class:1", 4.0)):
+        for seed in (10, 11):
+            rows += [_main("retrain", forget, seed, 0.0, UT=10.0), _main("ltu", forget, seed, 3.0, gamma=0.3),
+                     _main("ltu tuned", forget, seed, 1.0, gamma=0.3, name="ltu"), _main("ft", forget, seed, ft_gap)]
+    across = report.across(rows)
+    methods = {m["entry"]: m for m in across["methods"]}
+    assert methods["ft γ1"]["mean_avg_gap"] == pytest.approx(3.0) and methods["ft γ1"]["worst_avg_gap"] == 4.0
+    assert methods["ltu tuned γ0.3"]["mean_rank"] == 1.0 and methods["ltu γ0.3"]["mean_rank"] == pytest.approx(2.5)
+    pairs = {(c["reference"], c["entry"]): c for c in across["comparisons"]}
+    assert pairs[("ltu tuned γ0.3", "ft γ1")]["wins"] == 4 and pairs[("ltu γ0.3", "ft γ1")]["wins"] == 2
+    text = report.markdown({"manifest": {"dataset": "d", "model": "m", "seeds": [10, 11], "attack": "none", "device": "cpu"},
+                            "summary": report.summarize(rows), "across": across})
+    assert "## Table 1 — unlearning performance: across the forget settings" in text
+    assert "### ltu tuned γ0.3 against each entry" in text and "| ft γ1 | 2 | 3.00 | 4.00 | 2.5 | 0 | 0.10 |" in text
+    assert report.across([r for r in rows if r["forget"] == "class:1"]) is None  # one setting: its own table says it all

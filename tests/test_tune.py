@@ -17,6 +17,7 @@ import pytest
 import unlearnkit as uk
 from unlearnkit.bench.plan import resolve
 from unlearnkit.cli.commands import main
+from unlearnkit.cli.tune import with_tuned
 from unlearnkit.tune import report
 from unlearnkit.tune.space import default_point
 from unlearnkit.tune.study import Tuner, TuneSettings, finished, tune_method
@@ -117,6 +118,15 @@ def test_tuning_json_tuned_toml_and_the_tuned_bench(tmp_path, capsys):
     assert len(tuned) == 1 and tuned[0]["tuning"] == {"config": "tuned", "manifest": manifest["setting_hash"], "folder": str(out)}
     assert tuned[0]["config"] == {k: v for k, v in results["methods"]["ft"]["best"].items() if v is not None}
     assert [r for r in rows if r["method"] == "ft"][0]["config"] == {}  # the default beside it
+
+
+def test_configs_of_two_tuning_folders_are_told_apart_by_their_gamma_or_else_their_folder(tmp_path):
+    folders = {"g1": [], "g05": ["--retain-access", "0.5"], "worst": ["--criterion", "worst"]}
+    for name, extra in folders.items():
+        assert main(["tune", "--methods", "ft", *TINY, *extra, "--trials", "1", "--out", str(tmp_path / name), "--quiet"]) == 0
+    options = with_tuned({"dataset": "synthetic", "model": "mlp", "methods": ["ft"], "seeds": [5]}, [str(tmp_path / n) for n in folders])
+    assert [(m["label"], m["retain_access"]) for m in options["methods"][1:]] == [
+        ("ft tuned", 1.0), ("ft tuned", 0.5), ("ft tuned (worst)", 1.0)]
 
 
 def test_a_rerun_of_another_setting_is_refused(tmp_path, capsys):

@@ -39,19 +39,27 @@ def collapsed(row: dict[str, Any], gold: dict[str, Any]) -> bool:
 
 
 def summarize(results: dict[str, dict[str, Any]], reference: str = REFERENCE) -> dict[str, Any]:
-    """The grid report from each regime's bench results (`{regime: results.json contents}`).
+    """The grid report from each regime's bench results (`{regime: results.json contents}`): `across`
+    of their grid rows, the reference entry compared with every other."""
+    rows = [dict(r, regime=regime) for regime, res in results.items() for r in res["rows"] if r.get("table") == "grid"]
+    return across(rows, (reference,))
+
+
+def across(rows: list[dict[str, Any]], references: Iterable[str]) -> dict[str, Any]:
+    """Entries (`NAME γG`) ranked across cells, a cell a (regime, forget) pair; rows without a
+    `regime` share one.
 
     cells: per (regime, forget, entry) the mean over seeds of every metric's gap, the average
     gap, collapses, UT and UT / Retrain's. methods: per entry the mean average gap over the cells
     it ran in, its mean rank (1 = lowest mean average gap in a cell), collapses and the largest
-    UT / Retrain. comparisons: the reference entry against every other, paired by cell and seed.
+    UT / Retrain. comparisons: each reference entry against every other, paired by cell and seed.
     """
-    rows = [dict(r, regime=regime) for regime, res in results.items() for r in res["rows"] if r.get("table") == "grid"]
+    rows = [dict(r, regime=r.get("regime", "")) for r in rows]
     gold = {(r["regime"], r["forget"], r["seed"]): r for r in rows if r["name"] == "retrain"}
     runs = [r for r in rows if r["name"] != "retrain"]
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
-        cells[(r["regime"], r["forget"], _entry(r))].append(r)
+        cells[(r["regime"], r["forget"], entry_of(r))].append(r)
     cell_rows = []
     for (regime, forget, entry), members in sorted(cells.items()):
         ok = [r for r in members if "error" not in r]
@@ -67,10 +75,11 @@ def summarize(results: dict[str, dict[str, Any]], reference: str = REFERENCE) ->
             out["UT_s"] = statistics.median(u for u, _ in ut)
             out["UT_ratio"] = max(u / g for u, g in ut if g > 0) if any(g > 0 for _, g in ut) else None
         cell_rows.append(out)
-    return {"cells": cell_rows, "methods": _methods(cell_rows), "comparisons": _compare(runs, reference)}
+    return {"cells": cell_rows, "methods": _methods(cell_rows), "comparisons": [c for ref in references for c in _compare(runs, ref)]}
 
 
-def _entry(row: dict[str, Any]) -> str:
+def entry_of(row: dict[str, Any]) -> str:
+    """A row's entry: its label and γ, e.g. `ft tuned γ1`."""
     return f"{row['method']} γ{row['retain_access']:g}"
 
 
@@ -106,7 +115,7 @@ def _compare(runs: Iterable[dict[str, Any]], reference: str) -> list[dict[str, A
 
     by_entry: dict[str, dict[tuple, float]] = defaultdict(dict)
     for r in runs:
-        by_entry[_entry(r)][(r["regime"], r["forget"], r["seed"])] = r["gap"]["avg"] if "gap" in r else math.inf
+        by_entry[entry_of(r)][(r["regime"], r["forget"], r["seed"])] = r["gap"]["avg"] if "gap" in r else math.inf
     if reference not in by_entry:
         return []
     ref = by_entry[reference]
@@ -125,25 +134,30 @@ def _compare(runs: Iterable[dict[str, Any]], reference: str) -> list[dict[str, A
     return out
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """robust.md: the per-method summary, the paired comparisons and every cell."""
-    lines = ["# The regime grid", "",
-             "Mean over seeds per cell; avg gap = mean |method − Retrain| of UA, RA, TA, MIA; collapse = TA or RA "
-             f"more than {COLLAPSE_POINTS:g} points below Retrain's (or a diverged run); UT ratio = UT / Retrain's training time.",
-             "", "## Methods across cells", "",
-             "| entry | cells | mean avg gap | worst cell | mean rank | collapses | max UT / Retrain |", "|---|---|---|---|---|---|---|"]
+LEGEND = ("Mean over seeds per cell; avg gap = mean |method − Retrain| of UA, RA, TA, MIA; collapse = TA or RA "
+          f"more than {COLLAPSE_POINTS:g} points below Retrain's (or a diverged run); UT ratio = UT / Retrain's training time.")
+
+
+def methods_markdown(report: dict[str, Any], level: str = "##") -> list[str]:
+    """The lines of the entries' table across cells and of each reference's paired comparisons."""
+    lines = ["| entry | cells | mean avg gap | worst cell | mean rank | collapses | max UT / Retrain |", "|---|---|---|---|---|---|---|"]
     for m in report["methods"]:
         ratio = "–" if m["max_UT_ratio"] is None else f"{m['max_UT_ratio']:.2f}"
         mean = "failed" if math.isinf(m["mean_avg_gap"]) else f"{m['mean_avg_gap']:.2f}"
         worst = f"failed in {m['failed_cells']}" if m["failed_cells"] else f"{m['worst_avg_gap']:.2f}"
         lines.append(f"| {m['entry']} | {m['cells']} | {mean} | {worst} | {m['mean_rank']:.1f} | {m['collapses']} | {ratio} |")
-    if report["comparisons"]:
-        ref = report["comparisons"][0]["reference"]
-        lines += ["", f"## {ref} against each entry (average gap, paired by cell and seed)", "",
+    for ref in dict.fromkeys(c["reference"] for c in report["comparisons"]):
+        lines += ["", f"{level} {ref} against each entry (average gap, paired by cell and seed)", "",
                   f"| entry | pairs | {ref} better on | mean({ref} − entry) | Wilcoxon p |", "|---|---|---|---|---|"]
-        for c in report["comparisons"]:
+        for c in (c for c in report["comparisons"] if c["reference"] == ref):
             p = "–" if c["p_value"] is None else f"{c['p_value']:.3f}"
             lines.append(f"| {c['entry']} | {c['pairs']} | {c['wins']} | {c['mean_diff']:+.2f} | {p} |")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """robust.md: the per-method summary, the paired comparisons and every cell."""
+    lines = ["# The regime grid", "", LEGEND, "", "## Methods across cells", "", *methods_markdown(report)]
     lines += ["", "## Every cell", "", "| regime | forget | entry | UA | RA | TA | MIA | avg gap | collapses | UT (s) | UT / Retrain |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report["cells"]:

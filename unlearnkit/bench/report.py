@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from unlearnkit.bench import sequential
+from unlearnkit.bench import grid, sequential
 from unlearnkit.engine.evaluation import METRICS
 
 REFERENCE = "ltu"
@@ -86,6 +86,15 @@ def compare(rows: Iterable[dict[str, Any]], reference: str = REFERENCE) -> list[
     return out
 
 
+def across(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """Table 1's entries ranked across its forget settings (`grid.across`; LTU's entries paired
+    against each other), when it has more than one setting."""
+    main = [r for r in rows if r.get("table") == "main"]
+    if len({r["forget"] for r in main}) < 2:
+        return None
+    return grid.across(main, sorted({grid.entry_of(r) for r in main if r.get("name") == REFERENCE}))
+
+
 def _cell(entry: dict[str, Any], key: str) -> str:
     if key not in entry:
         return "–"
@@ -147,6 +156,9 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {name} | {e['retain_access']:g} | {_cell(e, 'UA')} | {_cell(e, 'RA')} | {_cell(e, 'TA')} | "
                     f"{_cell(e, 'MIA')} | {avg_text} | {ut} | {_stop(e)} |"
                 )
+    if results.get("across"):
+        lines += ["", f"## {TABLE_TITLES['main']}: across the forget settings", "", grid.LEGEND, "",
+                  *grid.methods_markdown(results["across"], level="###")]
     comparisons = results.get("comparisons") or []
     if comparisons:
         lines += ["", "## LTU against each method (average gap, paired by seed)", "",

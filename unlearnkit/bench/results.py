@@ -132,7 +132,7 @@ class ResultsFolder:
 
     def _results(self) -> dict[str, Any]:
         return {"manifest": self.manifest, "rows": self.rows, "summary": report.summarize(self.rows),
-                "comparisons": report.compare(self.rows)}
+                "comparisons": report.compare(self.rows), "across": report.across(self.rows)}
 
     def save(self) -> None:
         """Write `results.json` and `results.md`."""

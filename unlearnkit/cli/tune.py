@@ -172,7 +172,7 @@ def with_tuned(options: dict[str, Any], folders: list[str]) -> dict[str, Any]:
         return options
     settings = plan.resolve(options)
     entries = list(options.get("methods") or [m for m in registry.names("unlearner") if m not in plan.REFERENCES])
-    running = {s.name for s in settings.methods}
+    running, labelled = {s.name for s in settings.methods}, set()
     for folder in folders:
         man, configs = report.read_tuned(folder)
         seen = sorted(set(settings.seeds) & set(man["seeds"]))
@@ -183,7 +183,8 @@ def with_tuned(options: dict[str, Any], folders: list[str]) -> dict[str, Any]:
             if name not in running:
                 continue
             gamma = cfg["task"]["retain_access"]
-            label = f"{name} tuned" if len(folders) == 1 else f"{name} tuned γ={gamma:g}"
+            label = f"{name} tuned" if (name, gamma) not in labelled else f"{name} tuned ({Path(folder).name})"
+            labelled.add((name, gamma))
             method = {k: v for k, v in cfg["method"].items() if k != "name"}
             entries.append({"name": name, "label": label, "retain_access": gamma, **method,
                             "tuning": {"config": "tuned", "manifest": man["setting_hash"], "folder": str(folder)}})

@@ -108,7 +108,7 @@ class Tuner:
 
     def __init__(self, settings: TuneSettings, out: Path, *, storage_url: Optional[str] = None, device: str = "cpu",
                  heartbeat: int = HEARTBEAT_S, progress: bool = False, pruner: Optional[optuna.pruners.BasePruner] = None):
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is our own log line, not Optuna's traceback
         self.settings, self.out, self.device, self.progress = settings, Path(out), device, progress
         self.storage_url, self.heartbeat = storage_url, heartbeat
         self.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=len(settings.bench.seeds) - 1)
@@ -272,7 +272,6 @@ def tune_method(tuner: Tuner, method: str, *, workers: int = 1, on_trial: Option
     The references are trained and the study made here first, so workers find them in the
     cache and the default trial is enqueued once; `on_trial` sees every trial as it finishes."""
     import multiprocessing
-
 
     tuner.references()
     study = tuner.study(method)  # made here, so the default trial is enqueued once
