@@ -126,7 +126,8 @@ def test_configs_of_two_tuning_folders_are_told_apart_by_their_gamma_or_else_the
         assert main(["tune", "--methods", "ft", *TINY, *extra, "--trials", "1", "--out", str(tmp_path / name), "--quiet"]) == 0
     options = with_tuned({"dataset": "synthetic", "model": "mlp", "methods": ["ft"], "seeds": [5]}, [str(tmp_path / n) for n in folders])
     assert [(m["label"], m["retain_access"]) for m in options["methods"][1:]] == [
-        ("ft tuned", 1.0), ("ft tuned", 0.5), ("ft tuned (worst)", 1.0)]
+        ("ft tuned γ1", 1.0), ("ft tuned γ0.5", 0.5), ("ft tuned (worst) γ1", 1.0)]
+    assert len(resolve(options).methods) == 2 + 4  # the references, the default and three distinct tuned entries
 
 
 def test_a_rerun_of_another_setting_is_refused(tmp_path, capsys):

@@ -79,8 +79,9 @@ def across(rows: list[dict[str, Any]], references: Iterable[str]) -> dict[str, A
 
 
 def entry_of(row: dict[str, Any]) -> str:
-    """A row's entry: its label and γ, e.g. `ft tuned γ1`."""
-    return f"{row['method']} γ{row['retain_access']:g}"
+    """A row's entry: its label and γ, e.g. `ft tuned γ1` (a label that ends with its γ as it is)."""
+    gamma = f"γ{row['retain_access']:g}"
+    return row["method"] if row["method"].endswith(gamma) else f"{row['method']} {gamma}"
 
 
 def _methods(cell_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -183,7 +183,7 @@ def with_tuned(options: dict[str, Any], folders: list[str]) -> dict[str, Any]:
             if name not in running:
                 continue
             gamma = cfg["task"]["retain_access"]
-            label = f"{name} tuned" if (name, gamma) not in labelled else f"{name} tuned ({Path(folder).name})"
+            label = f"{name} tuned" + (f" ({Path(folder).name})" if (name, gamma) in labelled else "") + (f" γ{gamma:g}" if len(folders) > 1 else "")
             labelled.add((name, gamma))
             method = {k: v for k, v in cfg["method"].items() if k != "name"}
             entries.append({"name": name, "label": label, "retain_access": gamma, **method,
