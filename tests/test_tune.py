@@ -66,6 +66,19 @@ def test_pruned_trials_are_counted_and_the_default_is_never_pruned(tmp_path):
     assert all(len(h) for h in summary["history"])
 
 
+def test_a_collapsed_default_is_not_the_tuned_config_and_is_marked():
+    study = optuna.create_study()
+    for value, default, collapsed in ((1.0, True, True), (2.0, False, False), (1.5, False, True)):
+        runs = [{"forget": "random:0.1", "seed": 3, "gap": value, "collapsed": collapsed}]
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"default": default, "config": {"lr": value}, "runs": runs}))
+    entry = report.summarize(study)
+    assert entry["best"] == {"lr": 2.0} and entry["default_value"] == 1.0 and entry["default_collapsed"] is True
+    assert entry["collapsed_trials"] == 2
+    manifest = {"dataset": "d", "model": "m", "forget": ["random:0.1"], "seeds": [3], "trials": 3, "sampler_seed": 0,
+                "criterion": "mean", "budget": {"fraction": 0.2}, "retain_access": {"ft": 1.0}}
+    assert "| ft | 1 | 3 | 0 | 0 | 1.000 (collapsed) | 2.000 |" in report.markdown(manifest, {"ft": entry})
+
+
 class Fragile(FineTune):
     """Diverges at any learning rate above 0.01 (its default, None, is the rule's: below)."""
 
