@@ -111,3 +111,5 @@ def test_table_1_over_several_forget_settings_ranks_its_entries_across_them_and_
     assert "## Table 1 — unlearning performance: across the forget settings" in text
     assert "### ltu tuned γ0.3 against each entry" in text and "| ft γ1 | 2 | 3.00 | 4.00 | 2.5 | 0 | 0.10 |" in text
     assert report.across([r for r in rows if r["forget"] == "class:1"]) is None  # one setting: its own table says it all
+    unfinished = [r for r in rows if not (r["name"] == "retrain" and r["forget"] == "class:1")]  # a bench still running
+    assert {c["forget"] for c in report.across(unfinished)["cells"]} == {"random:0.1"}

@@ -56,7 +56,7 @@ def across(rows: list[dict[str, Any]], references: Iterable[str]) -> dict[str, A
     """
     rows = [dict(r, regime=r.get("regime", "")) for r in rows]
     gold = {(r["regime"], r["forget"], r["seed"]): r for r in rows if r["name"] == "retrain"}
-    runs = [r for r in rows if r["name"] != "retrain"]
+    runs = [r for r in rows if r["name"] != "retrain" and (r["regime"], r["forget"], r["seed"]) in gold]  # Retrain not yet run: no gap
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         cells[(r["regime"], r["forget"], entry_of(r))].append(r)
