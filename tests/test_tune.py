@@ -77,6 +77,9 @@ def test_a_collapsed_default_is_not_the_tuned_config_and_is_marked():
     manifest = {"dataset": "d", "model": "m", "forget": ["random:0.1"], "seeds": [3], "trials": 3, "sampler_seed": 0,
                 "criterion": "mean", "budget": {"fraction": 0.2}, "retain_access": {"ft": 1.0}}
     assert "| ft | 1 | 3 | 0 | 0 | 1.000 (collapsed) | 2.000 |" in report.markdown(manifest, {"ft": entry})
+    every = optuna.create_study()
+    every.add_trial(optuna.trial.create_trial(value=3.0, user_attrs={"default": True, "config": {}, "runs": [{"collapsed": True}]}))
+    assert "| 3.000 (collapsed) | 3.000 (collapsed) |" in report.markdown(manifest, {"ft": report.summarize(every)})
 
 
 class Fragile(FineTune):
