@@ -87,8 +87,8 @@ def compare(rows: Iterable[dict[str, Any]], reference: str = REFERENCE) -> list[
 
 
 def across(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """Table 1's entries ranked across its forget settings (`grid.across`; LTU's entries paired
-    against each other), when it has more than one setting."""
+    """Table 1's entries ranked across its forget settings (`grid.across`; each LTU entry paired
+    with every other entry), when it has more than one setting."""
     main = [r for r in rows if r.get("table") == "main"]
     if len({r["forget"] for r in main}) < 2:
         return None

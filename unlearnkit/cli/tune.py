@@ -183,7 +183,8 @@ def with_tuned(options: dict[str, Any], folders: list[str]) -> dict[str, Any]:
             if name not in running:
                 continue
             gamma = cfg["task"]["retain_access"]
-            label = f"{name} tuned" + (f" ({Path(folder).name})" if (name, gamma) in labelled else "") + (f" γ{gamma:g}" if len(folders) > 1 else "")
+            label = f"{name} tuned" + (f" ({Path(folder).name})" if (name, gamma) in labelled else "")  # a second folder, same γ
+            label += f" γ{gamma:g}" if len(folders) > 1 else ""
             labelled.add((name, gamma))
             method = {k: v for k, v in cfg["method"].items() if k != "name"}
             entries.append({"name": name, "label": label, "retain_access": gamma, **method,

@@ -97,6 +97,10 @@ def _best_collapsed(entry: dict[str, Any]) -> bool:
     return any(run["collapsed"] for run in entry.get("best_runs", []))
 
 
+def _mark(collapsed: Optional[bool]) -> str:
+    return " (collapsed)" if collapsed else ""
+
+
 def _number(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -115,7 +119,8 @@ def markdown(manifest: dict[str, Any], methods: dict[str, dict[str, Any]]) -> st
         t = e["trials"]
         best = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in (e["best"] or {}).items())
         lines.append(f"| {name} | {manifest['retain_access'][name]:g} | {t['complete']} | {t['pruned']} | {t['failed']} | "
-                     f"{_number(e['default_value'])}{' (collapsed)' if e.get('default_collapsed') else ''} | {_number(e['best_value'])}{' (collapsed)' if _best_collapsed(e) else ''} | {e['best_trial']} | {e['collapsed_trials']} | {best} |")
+                     f"{_number(e['default_value'])}{_mark(e.get('default_collapsed'))} | {_number(e['best_value'])}{_mark(_best_collapsed(e))} | "
+                     f"{e['best_trial']} | {e['collapsed_trials']} | {best} |")
     lines += ["", "The best config is the best complete trial without a collapsed run (TA or RA more than 5 points below "
               "Retrain's in a run); where the default collapsed, it may score worse than the default; where every complete "
               "trial collapsed, it is the best of them, marked (collapsed)."]
