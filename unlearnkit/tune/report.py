@@ -25,9 +25,9 @@ from unlearnkit.tune.study import finished
 TUNING_JSON, TUNING_MD, TUNED = "tuning.json", "tuning.md", "tuned"
 
 
-def collapsed_trial(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a run of the trial collapsed (TA or RA more than 5 points below Retrain's)."""
-    return any(r["collapsed"] for r in trial.user_attrs.get("runs", []))
+def collapsed(runs: list[dict[str, Any]]) -> bool:
+    """Whether one of a trial's runs collapsed (TA or RA more than 5 points below Retrain's)."""
+    return any(r["collapsed"] for r in runs)
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     done = [t for t in trials if finished(t)]
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
     default = next((t for t in complete if t.user_attrs.get("default")), None)
-    sound = [t for t in complete if not collapsed_trial(t)]
+    sound = [t for t in complete if not collapsed(t.user_attrs.get("runs", []))]
     best = min(sound or complete, key=lambda t: t.value) if complete else None
     retried = sum(1 for t in trials if t.state == optuna.trial.TrialState.FAIL and not finished(t) and not t.user_attrs.get("surplus"))
     return {
@@ -46,7 +46,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "default_value": default.value if default else None,
         "default": default.user_attrs["config"] if default else None,
         "default_cut": default.user_attrs.get("cut", {}) if default else {},
-        "default_collapsed": collapsed_trial(default) if default else None,  # then the best config may score worse than it
+        "default_collapsed": collapsed(default.user_attrs.get("runs", [])) if default else None,  # then the best config may score worse than it
         "best_value": best.value if best else None,
         "best": best.user_attrs["config"] if best else None,
         "best_trial": best.number if best else None,
@@ -93,10 +93,6 @@ def _toml(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
-def _best_collapsed(entry: dict[str, Any]) -> bool:
-    return any(run["collapsed"] for run in entry.get("best_runs", []))
-
-
 def _mark(collapsed: Optional[bool]) -> str:
     return " (collapsed)" if collapsed else ""
 
@@ -119,7 +115,7 @@ def markdown(manifest: dict[str, Any], methods: dict[str, dict[str, Any]]) -> st
         t = e["trials"]
         best = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in (e["best"] or {}).items())
         lines.append(f"| {name} | {manifest['retain_access'][name]:g} | {t['complete']} | {t['pruned']} | {t['failed']} | "
-                     f"{_number(e['default_value'])}{_mark(e.get('default_collapsed'))} | {_number(e['best_value'])}{_mark(_best_collapsed(e))} | "
+                     f"{_number(e['default_value'])}{_mark(e.get('default_collapsed'))} | {_number(e['best_value'])}{_mark(collapsed(e['best_runs']))} | "
                      f"{e['best_trial']} | {e['collapsed_trials']} | {best} |")
     lines += ["", "The best config is the best complete trial without a collapsed run (TA or RA more than 5 points below "
               "Retrain's in a run); where the default collapsed, it may score worse than the default; where every complete "
