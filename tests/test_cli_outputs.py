@@ -211,6 +211,20 @@ def test_a_second_bench_on_the_same_out_refuses_while_the_first_runs(ws, capsys)
     assert sorted(p.name for p in out.iterdir()) == []  # nothing written, the lock gone with its holder
 
 
+def test_the_temporary_files_of_a_run_killed_mid_write_are_removed_by_the_next(ws):
+    from unlearnkit.bench.locks import owned_dir
+
+    out = ws / "bench"
+    (out / "tuned").mkdir(parents=True)
+    left = [out / ".results.md.1_wznkr3.tmp", out / "tuned" / ".ft.toml.x8.tmp"]  # as mkstemp names them
+    for tmp in left:
+        tmp.write_text("half a file")
+    (out / "results.md").write_text("kept")
+    with owned_dir(out):
+        assert not any(tmp.exists() for tmp in left)
+    assert (out / "results.md").read_text() == "kept"
+
+
 def test_two_benches_on_the_same_out_with_wait_keep_both_and_train_once(ws):
     out, config = ws / "bench", ws / "two.toml"
     config.write_text(TWO_LABELS)

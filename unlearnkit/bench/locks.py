@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from unlearnkit.core.errors import UsageError
+from unlearnkit.engine.checkpoint import remove_unfinished_writes
 
 
 @contextlib.contextmanager
@@ -54,13 +55,15 @@ def owned_dir(out: Path, *, wait: bool = False, waiting: Optional[Callable[[str]
     """Hold the folder `out` for one run: a lock file `out/.lock` naming this process's pid.
 
     Another run holding it: `UsageError` naming its pid, or with `wait`, wait for it to finish
-    (`waiting` is told once why). A folder this creates and leaves empty is removed again.
+    (`waiting` is told once why). Once held, the temporary files of a run killed mid-write are
+    removed. A folder this creates and leaves empty is removed again.
     """
     created = not out.exists()
     lock = out / ".lock"
     try:
         with exclusive_lock(lock, blocking=False, note=str(os.getpid())) as held:
             if held:
+                remove_unfinished_writes(out)
                 yield
                 return
         holder = _read_holder(lock)
@@ -70,6 +73,7 @@ def owned_dir(out: Path, *, wait: bool = False, waiting: Optional[Callable[[str]
         if waiting:
             waiting(f"unlearnkit: waiting for the run using {out} ({holder}) to finish")
         with exclusive_lock(lock, note=str(os.getpid())):
+            remove_unfinished_writes(out)
             yield
     finally:
         if created:

@@ -52,6 +52,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def remove_unfinished_writes(folder: str | Path) -> list[Path]:
+    """Remove the temporary files `atomic_write_bytes` left under `folder` when its process was
+    killed mid-write (SIGKILL); call it only while no other process writes there. Returns them."""
+    left = sorted(Path(folder).rglob(".*.tmp"))
+    for tmp in left:
+        tmp.unlink(missing_ok=True)
+    return left
+
+
 def _umask() -> int:
     """The process's umask, read without changing it where Linux tells it (/proc)."""
     try:
