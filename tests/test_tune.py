@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 import unlearnkit as uk
 from unlearnkit.bench.plan import resolve
@@ -104,6 +105,34 @@ def test_a_diverged_trial_is_recorded_and_the_study_goes_on(tmp_path, register_c
     assert diverged and all(tr.state == optuna.trial.TrialState.FAIL and tr.params["lr"] > 0.01 for tr in diverged)
     assert sum(map(finished, study.trials)) == 6
     assert report.summarize(study)["trials"]["failed"] == len(diverged)
+
+
+class Wrecking(FineTune):
+    """Scrambles the model (TA and RA fall to chance: a collapse) at any learning rate above 0.01."""
+
+    def run(self, model, task, *, seed, device, progress):
+        model = super().run(model, task, seed=seed, device=device, progress=progress)
+        if (self.config.lr or 0.0) > 0.01:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.randn_like(p))
+        return model
+
+    @classmethod
+    def search_space(cls, trial, space):
+        return {"lr": space.float(trial, "lr", 0.005, 0.5, log=True)}
+
+
+def test_a_collapsed_trial_is_infeasible_to_the_sampler_by_its_shortfall(tmp_path, register_component):
+    register_component("unlearner", "test-wrecking", Wrecking, FTConfig)
+    t = tuner(tmp_path, methods=("test-wrecking",), trials=6)
+    tune_method(t, "test-wrecking")
+    trials = [tr for tr in load(tmp_path, "test-wrecking").trials if finished(tr)]
+    assert {tr.params.get("lr", 0.0) > 0.01 for tr in trials} == {True, False}  # both kinds were drawn
+    for tr in trials:
+        runs = tr.user_attrs["runs"]
+        assert tr.constraints["collapse"] == pytest.approx(sum(r["shortfall"] for r in runs))
+        assert (tr.constraints["collapse"] > 0) == any(r["collapsed"] for r in runs) == (tr.params.get("lr", 0.0) > 0.01)
 
 
 def test_tuning_json_tuned_toml_and_the_tuned_bench(tmp_path, capsys):

@@ -31,11 +31,14 @@ def variants(name: str, label: str, config: dict, reads: frozenset, default_stop
     return rows
 
 
+def shortfall(row: dict[str, Any], gold: dict[str, Any]) -> float:
+    """The points by which TA or RA falls more than `COLLAPSE_POINTS` below Retrain's (0 when neither does)."""
+    return max(0.0, *(gold[k] - row[k] - COLLAPSE_POINTS for k in ("TA", "RA")))
+
+
 def collapsed(row: dict[str, Any], gold: dict[str, Any]) -> bool:
     """TA or RA more than `COLLAPSE_POINTS` below Retrain's, or a failed (diverged) run."""
-    if "error" in row:
-        return True
-    return any(gold[k] - row[k] > COLLAPSE_POINTS for k in ("TA", "RA"))
+    return "error" in row or shortfall(row, gold) > 0
 
 
 def summarize(results: dict[str, dict[str, Any]], reference: str = REFERENCE) -> dict[str, Any]:

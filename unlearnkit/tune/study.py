@@ -6,6 +6,9 @@ seed come from the model cache, trained once); its value is the mean (or worst) 
 Retrain over those runs. The first trial is the method's default (`enqueue_trial`), cut to the
 budget where its length exceeds it, and is never pruned. A run that diverges fails its trial
 (recorded, the study goes on); a hopeless trial is pruned after its first cell (`MedianPruner`).
+A run that collapses (TA or RA more than 5 points below Retrain's) makes its trial infeasible:
+its constraint (`Trial.set_constraint`) is the points by which its runs fell short, and TPE ranks
+every infeasible trial below the feasible ones, complete or pruned, so it learns to avoid collapse.
 
 The study lives in an RDB storage (by default SQLite in the output folder) with a heartbeat: a
 trial whose worker died is failed once its heartbeat is stale and retried
@@ -27,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 import attrs
 import optuna
 
-from unlearnkit.bench.grid import collapsed
+from unlearnkit.bench.grid import collapsed, shortfall
 from unlearnkit.bench.plan import BenchSettings, Job, MethodSpec, paper_gamma, unlearner_class
 from unlearnkit.bench.runner import Bench
 from unlearnkit.core.errors import UnlearnkitError, UsageError
@@ -41,6 +44,7 @@ LOG_FILE = "tune.log"
 HEARTBEAT_S = 10  # a worker says it is alive this often; silent for GRACE x as long, its trial is retried
 GRACE = 3
 MAX_RETRY = 3
+COLLAPSE = "collapse"  # the trial's constraint: its runs' shortfall (`unlearnkit.bench.grid.shortfall`), feasible at 0
 CRITERIA = {"mean": lambda v: sum(v) / len(v), "worst": max}
 
 
@@ -168,12 +172,15 @@ class Tuner:
                     raise Diverged(row["error"])
                 gold = self._gold[(forget, seed)]
                 runs.append({"forget": forget, "seed": seed, "gap": row["gap"]["avg"], **{k: row[k] for k in METRICS if k in row},
-                             "UT_s": row["UT_s"], "eval_s": row["eval_s"], "collapsed": collapsed(row, gold)})
+                             "UT_s": row["UT_s"], "eval_s": row["eval_s"], "collapsed": collapsed(row, gold),
+                             "shortfall": shortfall(row, gold)})
                 gaps.append(row["gap"]["avg"])
                 trial.set_user_attr("runs", runs)
                 trial.report(criterion(gaps), step)
                 if not trial.user_attrs.get("default") and trial.should_prune():
+                    trial.set_constraint(COLLAPSE, sum(r["shortfall"] for r in runs))
                     raise optuna.TrialPruned(f"pruned after {len(gaps)} of {len(self.settings.runs())} runs")
+            trial.set_constraint(COLLAPSE, sum(r["shortfall"] for r in runs))
             return criterion(gaps)
 
         return objective
