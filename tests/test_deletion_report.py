@@ -301,6 +301,20 @@ def test_a_collapse_on_unseen_data_is_warned_and_the_report_says_so_first(ws, ca
     assert "collapsed" in text.splitlines()[2] and "changed the weights so that" not in text
 
 
+@pytest.mark.parametrize("forget_after, warned", [(100.0, True), (99.5, True), (98.0, False), (65.0, False)])
+def test_forgotten_samples_still_recognised_are_warned_first(forget_after, warned):
+    from unlearnkit.deletion.report import warnings_for
+
+    before = {"forget_accuracy": 100.0, "unseen_accuracy": 60.0}
+    after = {"forget_accuracy": forget_after, "unseen_accuracy": 60.0}
+    found = warnings_for(before, after, unchanged=False)
+    assert bool(found) is warned
+    if warned:
+        assert found[0].startswith("The forgotten samples are still recognised") and f"{forget_after:.1f}%" in found[0]
+    # a generalising model whose forget set is as well known as unseen data: nothing to warn
+    assert not warnings_for({"forget_accuracy": 100.0, "unseen_accuracy": 94.0}, {"forget_accuracy": 100.0, "unseen_accuracy": 94.0}, False)
+
+
 def test_a_diverging_run_names_the_settings_to_lower_with_their_values():
     class Diverges(uk.Unlearner):
         divergence_settings = ("lr", "inner_lr")

@@ -42,6 +42,9 @@ GUARANTEES = (
 
 #: Points of accuracy on unseen data a run may lose before its report warns that the model collapsed.
 COLLAPSE_POINTS = 10.0
+#: Points by which the forget set's accuracy may exceed unseen data's, after a run that lowered it by
+#: less than one point, before the report warns that the samples are still recognised.
+STILL_KNOWN_POINTS = 10.0
 WARNED = ("Because of the warning above, this run is no evidence of unlearning: the figures below are what was "
           "measured, and nothing more is claimed.")
 
@@ -55,7 +58,8 @@ def nothing_removed(method: str, run_info: dict[str, Any]) -> str:
 
 
 def warnings_for(before: dict[str, Any], after: dict[str, Any], unchanged: bool) -> list[str]:
-    """What the report must say first: an output equal to the input, or a collapse on unseen data."""
+    """What the report must say first: an output equal to the input, a collapse on unseen data, or
+    forgotten samples the model still recognises (their accuracy unmoved, well above unseen data's)."""
     found = []
     if unchanged:
         found.append("Nothing was removed: the output's weights equal the input's (written because of --keep-unchanged); "
@@ -65,6 +69,11 @@ def warnings_for(before: dict[str, Any], after: dict[str, Any], unchanged: bool)
         found.append(f"The model may have collapsed: its accuracy on unseen data fell from {before['unseen_accuracy']:.1f}% "
                      f"to {after['unseen_accuracy']:.1f}% ({drop:.1f} points, more than {COLLAPSE_POINTS:g}); lower the "
                      "method's learning rate or try another method.")
+    known = after["forget_accuracy"] - after["unseen_accuracy"]
+    if not unchanged and known > STILL_KNOWN_POINTS and before["forget_accuracy"] - after["forget_accuracy"] < 1.0:
+        found.append(f"The forgotten samples are still recognised: the model gets {after['forget_accuracy']:.1f}% of them right "
+                     f"(before: {before['forget_accuracy']:.1f}%) against {after['unseen_accuracy']:.1f}% of unseen data, so the run "
+                     "barely moved it; run the method longer (more epochs; LTU: `iterations`) or retrain without them.")
     return found
 
 
