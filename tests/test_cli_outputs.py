@@ -216,13 +216,14 @@ def test_the_temporary_files_of_a_run_killed_mid_write_are_removed_by_the_next(w
 
     out = ws / "bench"
     (out / "tuned").mkdir(parents=True)
-    left = [out / ".results.md.1_wznkr3.tmp", out / "tuned" / ".ft.toml.x8.tmp"]  # as mkstemp names them
+    left = [out / ".results.md.1_wznkr3.tmp", out / "tuned" / ".ft.toml.x8abcdef.tmp"]  # as mkstemp names them
     for tmp in left:
         tmp.write_text("half a file")
     (out / "results.md").write_text("kept")
+    (out / ".notes.tmp").write_text("a user's")  # not a name mkstemp gives: kept
     with owned_dir(out):
         assert not any(tmp.exists() for tmp in left)
-    assert (out / "results.md").read_text() == "kept"
+    assert (out / "results.md").read_text() == "kept" and (out / ".notes.tmp").exists()
 
 
 def test_two_benches_on_the_same_out_with_wait_keep_both_and_train_once(ws):

@@ -32,6 +32,9 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+_UNFINISHED = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # what `atomic_write_bytes`'s mkstemp names
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, then rename it into place.
 
@@ -53,9 +56,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def remove_unfinished_writes(folder: str | Path) -> list[Path]:
-    """Remove the temporary files `atomic_write_bytes` left under `folder` when its process was
-    killed mid-write (SIGKILL); call it only while no other process writes there. Returns them."""
-    left = sorted(Path(folder).rglob(".*.tmp"))
+    """Remove the temporary files `atomic_write_bytes` left in `folder` or a folder inside it when
+    its process was killed mid-write (SIGKILL): only names as `mkstemp` makes them,
+    `.NAME.XXXXXXXX.tmp`. Call it only while no other process writes there. Returns them."""
+    folder = Path(folder)
+    left = sorted(p for p in (*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")) if _UNFINISHED.fullmatch(p.name))
     for tmp in left:
         tmp.unlink(missing_ok=True)
     return left
