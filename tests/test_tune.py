@@ -123,16 +123,24 @@ class Wrecking(FineTune):
         return {"lr": space.float(trial, "lr", 0.005, 0.5, log=True)}
 
 
-def test_a_collapsed_trial_is_infeasible_to_the_sampler_by_its_shortfall(tmp_path, register_component):
+def test_a_collapsed_trial_ends_at_its_first_collapse_infeasible_to_the_sampler(tmp_path, register_component):
     register_component("unlearner", "test-wrecking", Wrecking, FTConfig)
     t = tuner(tmp_path, methods=("test-wrecking",), trials=6)
     tune_method(t, "test-wrecking")
-    trials = [tr for tr in load(tmp_path, "test-wrecking").trials if finished(tr)]
-    assert {tr.params.get("lr", 0.0) > 0.01 for tr in trials} == {True, False}  # both kinds were drawn
-    for tr in trials:
-        runs = tr.user_attrs["runs"]
-        assert tr.constraints["collapse"] == pytest.approx(sum(r["shortfall"] for r in runs))
-        assert (tr.constraints["collapse"] > 0) == any(r["collapsed"] for r in runs) == (tr.params.get("lr", 0.0) > 0.01)
+    study = load(tmp_path, "test-wrecking")
+    trials = [tr for tr in study.trials if finished(tr)]
+    wrecked = [tr for tr in trials if tr.params.get("lr", 0.0) > 0.01]
+    assert wrecked and len(wrecked) < len(trials)  # both kinds were drawn
+    for tr in wrecked:  # stopped at the first run, which collapsed: pruned, infeasible by its shortfall
+        (run,) = tr.user_attrs["runs"]
+        assert tr.state == optuna.trial.TrialState.PRUNED and tr.user_attrs["collapsed"] == "random:0.1, seed 3"
+        assert run["collapsed"] and run["shortfall"] > 0 and tr.constraints["collapse"] == pytest.approx(run["shortfall"])
+        assert not tr.intermediate_values  # never a value the pruner's median could take
+    for tr in (tr for tr in trials if tr not in wrecked):
+        assert tr.constraints["collapse"] == 0 and not any(r["collapsed"] for r in tr.user_attrs["runs"])
+    summary = report.summarize(study)
+    assert summary["collapsed_trials"] == len(wrecked) and not any(r["collapsed"] for r in summary["best_runs"])
+    assert "collapsed (random:0.1, seed 3) after 1 runs" in (tmp_path / "tune.log").read_text()
 
 
 def test_tuning_json_tuned_toml_and_the_tuned_bench(tmp_path, capsys):

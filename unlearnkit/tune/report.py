@@ -51,7 +51,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "best": best.user_attrs["config"] if best else None,
         "best_trial": best.number if best else None,
         "best_runs": best.user_attrs["runs"] if best else [],
-        "collapsed_trials": len(complete) - len(sound),
+        "collapsed_trials": sum(collapsed(t.user_attrs.get("runs", [])) for t in done),  # complete, or ended at the collapse
         "wall_s": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done if t.datetime_start and t.datetime_complete),
         "history": [{"number": t.number, "state": t.state.name.lower(), "value": t.value} for t in sorted(done, key=lambda t: t.number)],
     }

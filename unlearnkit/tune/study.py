@@ -6,9 +6,11 @@ seed come from the model cache, trained once); its value is the mean (or worst) 
 Retrain over those runs. The first trial is the method's default (`enqueue_trial`), cut to the
 budget where its length exceeds it, and is never pruned. A run that diverges fails its trial
 (recorded, the study goes on); a hopeless trial is pruned after its first cell (`MedianPruner`).
-A run that collapses (TA or RA more than 5 points below Retrain's) makes its trial infeasible:
-its constraint (`Trial.set_constraint`) is the points by which its runs fell short, and TPE ranks
-every infeasible trial below the feasible ones, complete or pruned, so it learns to avoid collapse.
+A run that collapses (TA or RA more than 5 points below Retrain's) ends its trial there (pruned,
+recorded as `collapsed`; the default runs on) and makes it infeasible: its constraint
+(`Trial.set_constraint`) is the points by which its runs fell short, and TPE ranks every
+infeasible trial below the feasible ones, so it learns to avoid collapse; the pruner's median is
+taken over complete trials only, so collapsed configs never set the bar for sound ones.
 
 The study lives in an RDB storage (by default SQLite in the output folder) with a heartbeat: a
 trial whose worker died is failed once its heartbeat is stale and retried
@@ -176,9 +178,13 @@ class Tuner:
                              "shortfall": shortfall(row, gold)})
                 gaps.append(row["gap"]["avg"])
                 trial.set_user_attr("runs", runs)
+                if runs[-1]["collapsed"] and not trial.user_attrs.get("default"):
+                    trial.set_user_attr("collapsed", f"{forget}, seed {seed}")
+                    trial.set_constraint(COLLAPSE, sum(r["shortfall"] for r in runs))
+                    raise optuna.TrialPruned(f"collapsed on {forget}, seed {seed}")
                 trial.report(criterion(gaps), step)
                 if not trial.user_attrs.get("default") and trial.should_prune():
-                    trial.set_constraint(COLLAPSE, sum(r["shortfall"] for r in runs))
+                    trial.set_constraint(COLLAPSE, 0.0)
                     raise optuna.TrialPruned(f"pruned after {len(gaps)} of {len(self.settings.runs())} runs")
             trial.set_constraint(COLLAPSE, sum(r["shortfall"] for r in runs))
             return criterion(gaps)
@@ -229,7 +235,9 @@ def trial_line(method: str, trial: optuna.trial.FrozenTrial, study: optuna.Study
     """One line of the log for a finished trial: state, value, best so far, config, time, worker."""
     done = sum(map(finished, study.get_trials(deepcopy=False)))
     value = f"{trial.value:.3f}" if trial.value is not None else "-"
-    if trial.state == optuna.trial.TrialState.PRUNED:
+    if "collapsed" in trial.user_attrs:
+        value = f"collapsed ({trial.user_attrs['collapsed']}) after {len(trial.user_attrs.get('runs', []))} runs"
+    elif trial.state == optuna.trial.TrialState.PRUNED:
         value = f"pruned after {len(trial.user_attrs.get('runs', []))} runs"
     elif "diverged" in trial.user_attrs:
         value = f"diverged ({trial.user_attrs['diverged']})"
