@@ -118,8 +118,9 @@ def markdown(manifest: dict[str, Any], methods: dict[str, dict[str, Any]]) -> st
                      f"{_number(e['default_value'])}{_mark(e.get('default_collapsed'))} | {_number(e['best_value'])}{_mark(collapsed(e['best_runs']))} | "
                      f"{e['best_trial']} | {e['collapsed_trials']} | {best} |")
     lines += ["", "The best config is the best complete trial without a collapsed run (TA or RA more than 5 points below "
-              "Retrain's in a run); where the default collapsed, it may score worse than the default; where every complete "
-              "trial collapsed, it is the best of them, marked (collapsed)."]
+              "Retrain's in a run). A trial ends at its first collapsed run (pruned; counted under collapsed trials) but "
+              "the default, which runs on: where the default collapsed, the best may score worse than it; where no trial "
+              "completed without a collapse, the best is the best of those that did, marked (collapsed)."]
     cut = {n: e["default_cut"] for n, e in methods.items() if e["default_cut"]}
     if cut:
         lines += ["", "Defaults longer than the cap, cut for the first trial: " + "; ".join(
