@@ -32,8 +32,7 @@ def test_every_tuned_config_loads_builds_its_method_and_came_from_the_tuning_see
     for name, entry in methods.items():
         assert sum(entry["trials"].values()) == manifest["trials"]  # the same budget for every method
         assert entry["best_value"] <= entry["default_value"] or entry["default_collapsed"]
-        if any(run["collapsed"] for run in entry["best_runs"]):  # only when no trial kept clear of a collapse (SSD)
-            assert entry["collapsed_trials"] == entry["trials"]["complete"], name
+        assert not any(run["collapsed"] for run in entry["best_runs"]), name  # no tuned config collapses on a tuning cell
         cfg = load_run_config(str(folder / "tuned" / f"{name}.toml"))
         assert cfg.task.retain_access == manifest["retain_access"][name]
         settings = {k: v for k, v in configs[name]["method"].items() if k != "name"}
