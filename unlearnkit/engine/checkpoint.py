@@ -58,7 +58,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def remove_unfinished_writes(folder: str | Path) -> list[Path]:
     """Remove the temporary files `atomic_write_bytes` left in `folder` or a folder inside it when
     its process was killed mid-write (SIGKILL): only names as `mkstemp` makes them,
-    `.NAME.XXXXXXXX.tmp`. Call it only while no other process writes there. Returns them."""
+    `.NAME.` + 8 random characters + `.tmp`. Call it only while no other process writes there. Returns them."""
     folder = Path(folder)
     left = sorted(p for p in (*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")) if _UNFINISHED.fullmatch(p.name))
     for tmp in left:
