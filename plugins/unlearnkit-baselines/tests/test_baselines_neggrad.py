@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import unlearnkit as uk
-from unlearnkit.testing import state_equal, trained_tiny_model
-from unlearnkit_baselines.neggrad import distance_to_start, neggrad_plus_loss
+from unlearnkit.testing import state_equal, tiny_model, tiny_task, trained_tiny_model
+from unlearnkit_baselines.neggrad import capped_forget_loss, distance_to_start, neggrad_plus_loss
 
 
 def _loss(model, data) -> float:
@@ -48,7 +50,7 @@ def test_the_joint_loss_weighs_retain_by_beta_and_forget_by_one_minus_beta():
 def test_a_lower_beta_ascends_further_on_the_forget_set_while_keeping_the_retain_set():
     model, task = trained_tiny_model()
     settings = dict(epochs=4, lr=0.05, batch_size=16, forget_batch_size=64)
-    unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, stop="fixed", **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
+    unlearned = {b: uk.get_unlearner("neggrad-plus", beta=b, chance_cap=False, **settings).unlearn(model, task) for b in (1.0, 0.8, 0.5)}
     forget_losses = [_loss(unlearned[b], task.forget) for b in (1.0, 0.8, 0.5)]
     assert forget_losses[0] < forget_losses[1] < forget_losses[2]
     assert forget_losses[2] > 50 * _loss(model, task.forget)
@@ -81,3 +83,32 @@ def test_each_retain_batch_meets_the_next_forget_batch_of_one_shuffled_pass_cycl
         assert all(torch.equal(b, epoch[i % per_pass]) for i, b in enumerate(epoch))  # then the same pass again
         orders.append(first_pass)
     assert not torch.equal(orders[0], orders[1])  # a fresh order each epoch
+
+
+def test_the_chance_cap_stops_the_ascent_on_a_sample_once_it_is_rated_below_chance():
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 9.0, 0.0], [1.0, 1.0, 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1])  # the second sample's CE (≈ 9) is past ln 4; the others are below it
+    per_sample = F.cross_entropy(logits, y, reduction="none")
+    assert per_sample[1] > math.log(4) > max(per_sample[0], per_sample[2])
+    capped = capped_forget_loss(logits, y, math.log(4))
+    assert capped.item() == pytest.approx((per_sample[0] + math.log(4) + per_sample[2]).item() / 3)
+    (grad,) = torch.autograd.grad(capped, logits)
+    (plain,) = torch.autograd.grad(F.cross_entropy(logits, y), logits)
+    assert torch.equal(grad[1], torch.zeros(4))
+    assert torch.allclose(grad[[0, 2]], plain[[0, 2]])
+    assert torch.equal(capped_forget_loss(logits, y, None), F.cross_entropy(logits, y))
+
+
+def test_on_whole_class_forgetting_the_capped_ascent_forgets_the_class_where_the_reference_s_diverges():
+    task = tiny_task(forget="class:1")
+    model = uk.train_model(tiny_model(task), task, seed=0).eval()
+    settings = dict(beta=0.5, epochs=8, lr=0.2, batch_size=16, forget_batch_size=32)
+    with pytest.raises(uk.DivergenceError, match="neggrad-plus: loss became nan"):
+        uk.get_unlearner("neggrad-plus", chance_cap=False, **settings).unlearn(model, task)  # no floor under the ascent
+    capped = uk.get_unlearner("neggrad-plus", **settings)
+    unlearned = capped.unlearn(model, task)
+    assert capped.run_info["resolved"]["forget_cap"] == pytest.approx(math.log(task.num_classes))
+    assert math.isfinite(_loss(unlearned, task.forget))
+    with torch.no_grad():
+        assert uk.accuracy(unlearned(task.forget.x), task.forget.y) < 25.0  # the class is forgotten
+        assert uk.accuracy(unlearned(task.retain.x), task.retain.y) >= 95.0

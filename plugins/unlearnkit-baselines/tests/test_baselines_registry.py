@@ -105,6 +105,8 @@ def _values(field: attrs.Attribute) -> st.SearchStrategy:
         return st.lists(st.integers(1, 100), max_size=4).map(tuple)
     if field.name == "recipe":
         return st.sampled_from(["auto", "class", "random"])
+    if field.type in (bool, "bool"):
+        return st.booleans()
     if field.type in (Optional[int], "Optional[int]"):  # None: the translation rule's value
         return st.none() | st.integers(1, 10_000)
     if field.type in (Optional[float], "Optional[float]"):
