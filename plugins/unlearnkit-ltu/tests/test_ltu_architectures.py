@@ -30,18 +30,29 @@ def _photos(root: Path, n_train: int = 80, n_test: int = 20, size: int = 8) -> P
     return root
 
 
-@pytest.mark.parametrize("model_name, epochs", [
-    ("torchvision:resnet18", 10),
-    pytest.param("resnet18", 10, marks=pytest.mark.slow),
-    pytest.param("vit-tiny", 10, marks=pytest.mark.slow),
+def _confidence(model: torch.nn.Module, data) -> float:
+    """Mean probability of the true class."""
+    with torch.no_grad():
+        return torch.softmax(model.eval()(data.x), 1).gather(1, data.y[:, None]).mean().item()
+
+
+# The folder recipe (SGD lr 0.05) leaves vit-tiny at chance on this folder (RA 35 after 10 epochs):
+# the test would pass on a model that learnt nothing, so the ViT gets an lr it trains under.
+@pytest.mark.parametrize("model_name, recipe, forgets", [
+    ("torchvision:resnet18", {"epochs": 10}, False),
+    pytest.param("resnet18", {"epochs": 10}, False, marks=pytest.mark.slow),
+    pytest.param("vit-tiny", {"epochs": 30, "lr": 0.01}, True, marks=pytest.mark.slow),
 ])
-def test_ltu_defaults_keep_retain_and_test_accuracy(tmp_path, model_name, epochs):
+def test_ltu_defaults_keep_retain_and_test_accuracy(tmp_path, model_name, recipe, forgets):
     torch.manual_seed(0)
     root = _photos(tmp_path / "photos")
     task = uk.make_task(f"folder:{root}", forget="random:0.1", retain_access=0.3, seed=0, data_dir=tmp_path / "cache")
-    task.recipe = uk.TrainConfig(**{**uk.unstructure_config(task.recipe), "epochs": epochs})
+    task.recipe = uk.TrainConfig(**{**uk.unstructure_config(task.recipe), **recipe})
     model = uk.train_model(uk.build_model(model_name, task, seed=0), task.train, recipe=task.recipe, seed=0)
     ltu = uk.get_unlearner("ltu")
     new = ltu.unlearn(model, task.view(ltu.reads, who="ltu"), seed=0)
     before, after = uk.evaluate(model, task, attack=None), uk.evaluate(new, task, attack=None)
-    assert after["RA"] >= before["RA"] - 5 and after["TA"] >= before["TA"] - 5, (before, after)
+    assert before["RA"] >= 95, before  # an original that learnt the folder
+    assert abs(after["RA"] - before["RA"]) <= 5 and abs(after["TA"] - before["TA"]) <= 5, (before, after)
+    if forgets:  # at T = 1 (the ResNets' length here) the confidence moves by 1e-4 either way: docs/ltu.md
+        assert _confidence(new, task.forget) < _confidence(model, task.forget) - 0.005
