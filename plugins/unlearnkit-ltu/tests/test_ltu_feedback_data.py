@@ -60,7 +60,9 @@ def test_query_sets_carry_the_labels_of_their_pool_samples(doubles, tiny, monkey
 
 def test_forgetting_feedback_alone_lowers_the_banks_membership_of_the_forget_set(doubles, tiny):
     model, task = tiny
-    ltu = uk.get_unlearner("ltu", doubles.config(remember_feedback=False, iterations=10, lr=0.02, momentum=0.0, weight_decay=0.0))
+    ltu = uk.get_unlearner("ltu", doubles.config(
+        remember_feedback=False, iterations=10, lr=0.02, momentum=0.0, weight_decay=0.0, curvature=False,  # the direction, not the step rule
+    ))
     run = ltu.prepare(model, task, seed=0)
 
     def membership() -> list[float]:

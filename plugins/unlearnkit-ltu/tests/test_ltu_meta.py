@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit_ltu import forgetting_feedback, functional_forward, remembering_feedback
-from unlearnkit_ltu.meta import meta_tune, polyak_step
+from unlearnkit_ltu.meta import curvature_step, meta_tune, polyak_step
 
 ALPHA, BETA = 0.3, 0.7
 EPS = 1e-5  # BatchNorm1d's
@@ -49,11 +49,22 @@ def _theta(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone().requires_grad_(True) for p in model.parameters()]
 
 
-def _inner_step(loss: torch.Tensor, grads, polyak: bool) -> float:
-    """α, or min(α, L / ‖∇L‖²) written out."""
-    if not polyak:
-        return ALPHA
-    return min(ALPHA, float(loss.detach()) / float(sum((g.detach() ** 2).sum() for g in grads)))
+#: (polyak, curvature): the step rules, alone and together.
+STEP_RULES = [(False, False), (True, False), (False, True), (True, True)]
+
+
+def _inner_step(loss: torch.Tensor, grads, theta, polyak: bool, curvature: bool = False) -> float:
+    """α, at most L / ‖∇L‖² with `polyak` and 1 / |gᵀHg / ‖g‖²| with `curvature`, written out
+    (`grads` still carrying their graph)."""
+    alpha = ALPHA
+    squared = float(sum((g.detach() ** 2).sum() for g in grads))
+    if polyak:
+        alpha = min(alpha, float(loss.detach()) / squared)
+    if curvature:
+        hessian_g = torch.autograd.grad(grads, theta, grad_outputs=[g.detach() for g in grads], retain_graph=True)
+        curvature_along_g = float(sum((h * g.detach()).sum() for h, g in zip(hessian_g, grads))) / squared
+        alpha = min(alpha, 1 / abs(curvature_along_g))
+    return alpha
 
 
 def _forward(model: nn.Module):
@@ -69,14 +80,15 @@ def _data():
     return support_x, support_y, query_x, query_y, [2, 3, 4]
 
 
-def _reference_remember(model, support_x, support_y, query_x, query_y, sizes, *, first_order, meta_opt=True, polyak=False):
+def _reference_remember(model, support_x, support_y, query_x, query_y, sizes, *, first_order, meta_opt=True, polyak=False,
+                        curvature=False):
     theta = _theta(model)
     tune = F.cross_entropy(_raw(theta, support_x, model), support_y)
     if meta_opt:
         grads = torch.autograd.grad(tune, theta, create_graph=True)
+        alpha = _inner_step(tune, grads, theta, polyak, curvature)
         if first_order:
             grads = [g.detach() for g in grads]
-        alpha = _inner_step(tune, grads, polyak)
         fast = [t - alpha * g for t, g in zip(theta, grads)]
     else:
         fast = theta
@@ -98,12 +110,12 @@ def _remember(model, *data, **kw):
 
 
 @pytest.mark.parametrize("kind, scale", MODELS)
-@pytest.mark.parametrize("polyak", [False, True])
+@pytest.mark.parametrize("polyak, curvature", STEP_RULES)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_remembering_gradient_matches_autograd_reference(first_order, polyak, kind, scale):
+def test_remembering_gradient_matches_autograd_reference(first_order, polyak, curvature, kind, scale):
     model, data = _model(kind, scale), _data()
-    ours = _remember(model, *data, first_order=first_order, polyak=polyak)
-    reference = _reference_remember(model, *data, first_order=first_order, polyak=polyak)
+    ours = _remember(model, *data, first_order=first_order, polyak=polyak, curvature=curvature)
+    reference = _reference_remember(model, *data, first_order=first_order, polyak=polyak, curvature=curvature)
     torch.testing.assert_close(ours, list(reference))
 
 
@@ -119,6 +131,27 @@ def test_the_polyak_bound_acts_on_large_logits_only():
     data = _data()
     assert _remember_feedback(_model("bn", 1.0), *data, polyak=True).step == ALPHA
     assert _remember_feedback(_model("bn", 40.0), *data, polyak=True).step < ALPHA / 5
+
+
+def test_the_curvature_bound_acts_where_alpha_is_long_for_the_loss_s_curvature():
+    """The parametrisations above cover both regimes for the curvature bound too."""
+    data = _data()
+    assert _remember_feedback(_model("mlp", 1.0), *data, curvature=True).step == ALPHA
+    assert _remember_feedback(_model("bn", 40.0), *data, curvature=True).step < ALPHA / 5
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_curvature_step_is_one_over_the_curvature_along_the_gradient(sign):
+    """L = ½ xᵀAx with A = sign · diag(1, 4, 9): along g = Ax the curvature is gᵀAg / ‖g‖²,
+    convex or concave alike."""
+    a = sign * torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64)
+    x = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(0.5 * (a * x * x).sum(), x, create_graph=True)
+    along = float((a * g * g).sum().detach() / (g * g).sum().detach())  # (1 + 64 + 729) / (1 + 16 + 81), signed
+    assert curvature_step({"x": x}, [g], 1.0) == pytest.approx(1 / abs(along))
+    assert curvature_step({"x": x}, [g], 0.01) == 0.01  # never above the step it is given
+    zero = torch.zeros(3, dtype=torch.float64, requires_grad=True) * x  # a zero gradient with a graph
+    assert curvature_step({"x": x}, [zero], 0.3) == 0.3
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0, 100.0, 1000.0])
@@ -186,14 +219,14 @@ def _audit():
     return x, y, targets
 
 
-def _reference_forget(model, x, y, targets, *, first_order, meta_opt=True, polyak=False):
+def _reference_forget(model, x, y, targets, *, first_order, meta_opt=True, polyak=False, curvature=False):
     theta = _theta(model)
     tune = _bce(_mi_confidence(_raw(theta, x, model), y), targets)
     if meta_opt:
         grads = torch.autograd.grad(tune, theta, create_graph=True)
+        alpha = _inner_step(tune, grads, theta, polyak, curvature)
         if first_order:
             grads = [g.detach() for g in grads]
-        alpha = _inner_step(tune, grads, polyak)
         fast = [t - alpha * g for t, g in zip(theta, grads)]
     else:
         fast = theta
@@ -210,12 +243,13 @@ def _forget(model, x, y, targets, **kw):
 
 
 @pytest.mark.parametrize("kind, scale", MODELS)
-@pytest.mark.parametrize("polyak", [False, True])
+@pytest.mark.parametrize("polyak, curvature", STEP_RULES)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_forgetting_gradient_matches_autograd_reference(first_order, polyak, kind, scale):
+def test_forgetting_gradient_matches_autograd_reference(first_order, polyak, curvature, kind, scale):
     model, audit = _model(kind, scale), _audit()
-    ours = _forget(model, *audit, first_order=first_order, polyak=polyak)
-    torch.testing.assert_close(ours, list(_reference_forget(model, *audit, first_order=first_order, polyak=polyak)))
+    ours = _forget(model, *audit, first_order=first_order, polyak=polyak, curvature=curvature)
+    reference = _reference_forget(model, *audit, first_order=first_order, polyak=polyak, curvature=curvature)
+    torch.testing.assert_close(ours, list(reference))
 
 
 @pytest.mark.parametrize("kind, scale", MODELS)

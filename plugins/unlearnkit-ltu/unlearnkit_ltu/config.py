@@ -58,6 +58,11 @@ class LtuConfig(StopSettings):
     the paper's fixed α and η wherever a step of α does not overshoot L_tune's first-order zero
     (CNN1D), and steps that follow the loss's scale where it does (a memorising BatchNorm
     ResNet, whose random-label gradient is 10–50× larger). `polyak = false`: α and η fixed.
+    With `curvature` (beyond the paper, on) α_t is also at most 1/|λ|, λ = gᵀHg / ‖g‖² the
+    curvature of L_tune along its gradient g: on a sharp ViT the random-label loss is concave
+    along g (λ ≈ −600) and the meta-gradient's second-order term, −α_t H ∇L_test(θ'), multiplied
+    the update 8-fold and collapsed the model in one iteration (docs/ltu.md). It acts on
+    second-order runs only (`meta_opt`, not `first_order`): the term it bounds exists only there.
     `batch_norm`: "batch" normalises the meta-optimisation's forwards with their batch's
     statistics (running statistics never updated), "running" with the running statistics.
 
@@ -80,6 +85,7 @@ class LtuConfig(StopSettings):
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     max_grad_norm: float = attrs.field(default=0.0, validator=non_negative)  # beyond the paper: bound on ‖g_r‖, ‖g_f‖; 0 = off
     polyak: bool = True  # beyond the paper: α_t = min(α, L_tune / ‖∇L_tune‖²), η_t = η α_t / α
+    curvature: bool = True  # beyond the paper: α_t also at most 1/|gᵀHg / ‖g‖²|, g = ∇L_tune
     batch_norm: str = attrs.field(default="batch", validator=one_of("batch", "running"))  # BatchNorm statistics in the meta-optimisation
     samplers: tuple[str, ...] = attrs.field(default=("feature-nn", "label-nn", "random"), validator=_names(1))
     sampler_configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, validator=_configs_for("samplers"))

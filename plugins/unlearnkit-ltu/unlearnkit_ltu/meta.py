@@ -7,8 +7,10 @@ graph (`create_graph=True`) and the meta-gradient holds the second-order term, a
 with `first_order=True` the inner gradient is detached (first-order MAML).
 
 Step size (beyond the paper, `polyak=True`): the meta-tune step is min(α, L_tune / ‖∇L_tune‖²),
-at most the Polyak step, the one that takes L_tune to zero to first order; it is a number
-(no graph), so the meta-gradient is MAML's with that α. `Feedback.step` reports it.
+at most the Polyak step, the one that takes L_tune to zero to first order; with `curvature=True`
+also at most 1/|λ|, λ = gᵀHg / ‖g‖² the curvature of L_tune along its gradient g (one
+Hessian-vector product). Either is a number (no graph), so the meta-gradient is MAML's with that
+α. `Feedback.step` reports it.
 
 Data parallelism: with `test_part` (this rank's positions in the query or audit set) and
 `reduce` (an in-place sum across ranks), the inner step runs on the whole support or audit set
@@ -84,21 +86,44 @@ def polyak_step(loss: torch.Tensor, grads: Sequence[torch.Tensor], inner_lr: flo
     return min(inner_lr, max(float(loss.detach()), 0.0) / squared) if squared > 0 else inner_lr
 
 
+def curvature_step(params: Params, grads: Sequence[torch.Tensor], step: float) -> float:
+    """min(step, 1/|λ|), λ = gᵀHg / ‖g‖² the curvature along the gradient g (built with a graph):
+    the step within which L's second-order change along −g is at most its first-order one, and
+    the meta-gradient's Jacobian I − α_t H changes g by at most g (`step` when λ = 0 or g = 0)."""
+    flat = [g.detach() for g in grads]
+    squared = float(sum(g.double().pow(2).sum() for g in flat))
+    if squared == 0:
+        return step
+    hessian_g = torch.autograd.grad(grads, tuple(params.values()), grad_outputs=flat, retain_graph=True, allow_unused=True)
+    curvature = float(sum((h.double() * g.double()).sum() for h, g in zip(hessian_g, flat) if h is not None)) / squared
+    return min(step, 1.0 / abs(curvature)) if curvature else step
+
+
 def meta_tune(
     params: Params, tune_loss: Callable[[Params], torch.Tensor], inner_lr: float, *, first_order: bool = False,
-    polyak: bool = False,
+    polyak: bool = False, curvature: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor], Params, float]:
     """L_tune(θ), its gradient, the temporary weights θ' = θ − α_t ∇_θ L_tune(θ), and α_t.
 
-    α_t = α, or with `polyak` min(α, L_tune / ‖∇L_tune‖²), a number. With `first_order=False`
-    θ' stays a differentiable function of θ through the gradient (second order); otherwise the
-    gradient is detached.
+    α_t = α, at most min(α, L_tune / ‖∇L_tune‖²) with `polyak` and 1/|λ| with `curvature`
+    (`curvature_step`), a number. With `first_order=False` θ' stays a differentiable function of
+    θ through the gradient (second order); otherwise the gradient is detached.
     """
-    loss = tune_loss(params)  # eq. 1
-    grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=not first_order)
-    step = polyak_step(loss, grads, inner_lr) if polyak else inner_lr
+    loss, grads, step = _tune(params, tune_loss, inner_lr, graph=not first_order, polyak=polyak, curvature=curvature)
     fast = {name: p - step * g for (name, p), g in zip(params.items(), grads)}  # eq. 2
-    return loss, list(grads), fast, step
+    return loss, grads, fast, step
+
+
+def _tune(
+    params: Params, tune_loss: Callable[[Params], torch.Tensor], inner_lr: float, *, graph: bool, polyak: bool, curvature: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor], float]:
+    """L_tune(θ), its gradient (with a graph if `graph`) and the meta-tune step α_t."""
+    loss = tune_loss(params)  # eq. 1
+    grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=graph or curvature)
+    step = polyak_step(loss, grads, inner_lr) if polyak else inner_lr
+    if curvature:
+        step = curvature_step(params, grads, step)
+    return loss, list(grads) if graph else [g.detach() for g in grads], step
 
 
 def query_weights(sizes: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -151,17 +176,18 @@ def meta_feedback(
     meta_opt: bool,
     polyak: bool,
     reduce: Reduce | None,
+    curvature: bool = False,
 ) -> Feedback:
     """∇_θ [L_tune(θ) + β L_test(θ')] with θ' from one inner step (meta-tune, meta-test);
     without meta-optimisation both losses are taken at θ and θ' is never built (its step size
     is still reported)."""
     if meta_opt:
-        tune, tune_grads, fast, step = meta_tune(params, tune_loss, inner_lr, first_order=first_order, polyak=polyak)
+        tune, tune_grads, fast, step = meta_tune(
+            params, tune_loss, inner_lr, first_order=first_order, polyak=polyak, curvature=curvature
+        )
         test = test_loss(fast)
     else:
-        tune = tune_loss(params)
-        tune_grads = list(torch.autograd.grad(tune, tuple(params.values())))
-        step = polyak_step(tune, tune_grads, inner_lr) if polyak else inner_lr
+        tune, tune_grads, step = _tune(params, tune_loss, inner_lr, graph=False, polyak=polyak, curvature=curvature)
         test = test_loss(params)
     return Feedback(_meta_gradient(params, tune_grads, test, beta, reduce), tune.detach(), test.detach(), step)
 
@@ -180,6 +206,7 @@ def remembering_feedback(
     first_order: bool = False,
     meta_opt: bool = True,
     polyak: bool = False,
+    curvature: bool = False,
     test_part: torch.Tensor | None = None,
     reduce: Reduce | None = None,
 ) -> Feedback:
@@ -187,7 +214,7 @@ def remembering_feedback(
 
     `support_y` are the random labels ỹ of the support set (eq. 6); the query sets are
     concatenated in `query_x`/`query_y` with sizes `query_sizes` (eq. 7). Without
-    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `polyak`,
+    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `polyak`, `curvature`,
     `test_part`, `reduce`: see the module docstring.
     """
     weights = query_weights(query_sizes, query_x.device)
@@ -197,7 +224,7 @@ def remembering_feedback(
         params,
         lambda p: F.cross_entropy(forward(p, support_x), support_y),  # eq. 1
         lambda p: meta_test(forward, p, query_x, query_y, weights),
-        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, reduce=reduce,
+        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, curvature=curvature, reduce=reduce,
     )
 
 
@@ -215,6 +242,7 @@ def forgetting_feedback(
     first_order: bool = False,
     meta_opt: bool = True,
     polyak: bool = False,
+    curvature: bool = False,
     test_part: torch.Tensor | None = None,
     reduce: Reduce | None = None,
 ) -> Feedback:
@@ -223,7 +251,7 @@ def forgetting_feedback(
     The audit set A holds inputs `audit_x`, their true labels `audit_y` (what the MI models
     read besides the logits) and targets `audit_targets` (0 for forget samples, 1 for remaining
     ones). `support_model` and `query_model` map (logits, labels) to membership log-odds.
-    Without meta-optimisation both MI losses are taken at θ. `polyak`, `test_part`, `reduce`:
+    Without meta-optimisation both MI losses are taken at θ. `polyak`, `curvature`, `test_part`, `reduce`:
     see the module docstring.
     """
     total = len(audit_targets)
@@ -235,7 +263,7 @@ def forgetting_feedback(
         params,
         lambda p: membership_loss(support_model(forward(p, audit_x), audit_y), audit_targets),  # eq. 11
         lambda p: membership_loss(query_model(forward(p, test_x), test_y), test_targets, total),  # eq. 3 with M_q
-        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, reduce=reduce,
+        inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, curvature=curvature, reduce=reduce,
     )
 
 

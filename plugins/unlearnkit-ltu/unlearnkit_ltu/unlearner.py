@@ -82,6 +82,7 @@ class LtuRun:
         self.forward = meta.functional_forward(
             model, dict(model.named_buffers()), batch_stats=cfg.batch_norm == "batch", twice_differentiable=second_order
         )
+        self.curvature = cfg.curvature and second_order  # it bounds the second-order term, so only where there is one
         self.num_classes = int(task.num_classes)
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
@@ -160,7 +161,7 @@ class LtuRun:
         return meta.remembering_feedback(
             self.forward, self.params, forget_x, random_labels.to(self.device),
             self.pool_x[queries], self.pool_y[queries], [len(p) for p in positions],
-            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak,
+            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
             **self._sharding(len(queries)),
         )
 
@@ -179,7 +180,7 @@ class LtuRun:
         return meta.forgetting_feedback(
             self.forward, self.params, audit_x, audit_y, targets,
             log_odds(self.bank[s]), log_odds(self.bank[q]),
-            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak,
+            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
             **self._sharding(len(targets)),
         )
 
