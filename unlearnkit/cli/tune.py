@@ -21,7 +21,7 @@ from unlearnkit.tune.space import FRACTION
 from unlearnkit.tune.study import CRITERIA, HEARTBEAT_S, LOG_FILE, Tuner, TuneSettings, finished, tune_method
 
 DEFAULT_TRIALS = 40
-UNIT = "Retrain's optimiser steps: a step on b samples costs b / B, B the recipe's batch; an LTU iteration ITERATION_COST steps"
+UNIT = "Retrain's optimiser steps: a step on b samples costs b / B, B the recipe's batch; an LTU iteration `iteration_cost` steps"
 
 
 def add_parser(sub: Any, common: Any, count: Any, seeds: Any, gamma: Any, dataset_options: Any) -> None:

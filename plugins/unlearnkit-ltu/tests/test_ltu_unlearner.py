@@ -153,13 +153,14 @@ def test_config_round_trips():
 
 
 def test_length_from_budget_is_a_fraction_of_retraining_cost(doubles, tiny):
-    from unlearnkit_ltu.config import ITERATION_COST, iterations_for
+    from unlearnkit_ltu.config import CURVATURE_ITERATION_COST, ITERATION_COST, iterations_for
 
     model, task = tiny
     retrain_steps = task.recipe.epochs * len(task.retain_full) / task.recipe.batch_size
-    config = LtuConfig(budget=0.5)
-    assert iterations_for(config, task) == round(0.5 * retrain_steps / ITERATION_COST)
+    assert iterations_for(LtuConfig(budget=0.5), task) == round(0.5 * retrain_steps / CURVATURE_ITERATION_COST)
+    for cheaper in ({"curvature": False}, {"first_order": True}, {"meta_opt": False}):  # no Hessian-vector products
+        assert iterations_for(LtuConfig(budget=0.5, **cheaper), task) == round(0.5 * retrain_steps / ITERATION_COST)
     assert iterations_for(LtuConfig(budget=0.5, iterations=7), task) == 7  # an explicit T wins
     ltu = uk.get_unlearner("ltu", doubles.config(iterations=0, budget=0.5))
     ltu.unlearn(model, task, seed=0)
-    assert ltu.run_info["steps"] == iterations_for(config, task) and ltu.run_info["stop_reason"] == "fixed"
+    assert ltu.run_info["steps"] == iterations_for(ltu.config, task) and ltu.run_info["stop_reason"] == "fixed"

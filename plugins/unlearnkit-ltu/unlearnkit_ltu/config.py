@@ -109,6 +109,16 @@ class LtuConfig(StopSettings):
 #: The cost of one LTU iteration in plain SGD steps of the same batch size (both feedbacks,
 #: second order; `benchmarks/ltu_cost.py` measures 7.6–8.7 on CNN1D): turns `budget` into T.
 ITERATION_COST = 8.0
+#: The same with `curvature`'s two Hessian-vector products (measured 12.7–13.0 against 8.6–8.8
+#: without them, in one session).
+CURVATURE_ITERATION_COST = 12.0
+
+
+def iteration_cost(config: LtuConfig) -> float:
+    """One iteration of `config` in plain SGD steps: `CURVATURE_ITERATION_COST` where the curvature
+    bound acts (second order), else `ITERATION_COST`."""
+    second_order = config.meta_opt and not config.first_order
+    return CURVATURE_ITERATION_COST if config.curvature and second_order else ITERATION_COST
 
 
 def iterations_for(config: LtuConfig, task: Any) -> int:
@@ -119,7 +129,7 @@ def iterations_for(config: LtuConfig, task: Any) -> int:
     recipe = task.recipe
     retain = len(task.retain) / task.retain_access
     retrain_steps = recipe.epochs * retain / recipe.batch_size
-    return max(1, round(config.budget * retrain_steps / ITERATION_COST))
+    return max(1, round(config.budget * retrain_steps / iteration_cost(config)))
 
 
 #: The paper's ablations (its Tables 3 and 4) as overrides of `LtuConfig`.

@@ -324,8 +324,8 @@ class LtuUnlearner(uk.Unlearner):
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
         """η, the weight decay, the forget batch, β, the inner α, the query and audit sizes, and the
-        length `budget` within the cap. `budget` buys budget · R / ITERATION_COST iterations of R
-        Retrain steps (`iterations_for`), each ITERATION_COST steps on phases of about
+        length `budget` within the cap. `budget` buys budget · R / c iterations of R Retrain steps
+        (`iterations_for`), each c = `iteration_cost` steps on phases of about
         (b_f + Σ n_q + 2 n_a) / 3 samples, so it costs budget · phase / B of Retrain."""
         batch = space.batch_size(trial, "forget_batch_size")
         query, audit = space.int(trial, "query_size", 8, 64, log=True), space.int(trial, "audit_size", 8, 64, log=True)
