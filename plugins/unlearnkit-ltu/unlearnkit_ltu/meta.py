@@ -88,8 +88,8 @@ def polyak_step(loss: torch.Tensor, grads: Sequence[torch.Tensor], inner_lr: flo
 
 def curvature_step(params: Params, grads: Sequence[torch.Tensor], step: float) -> float:
     """min(step, 1/|λ|), λ = gᵀHg / ‖g‖² the curvature along the gradient g (built with a graph):
-    the step within which L's second-order change along −g is at most its first-order one, and
-    the meta-gradient's Jacobian I − α_t H changes g by at most g (`step` when λ = 0 or g = 0)."""
+    the step within which L's second-order change along −g is at most its first-order one, so
+    the meta-gradient's Jacobian I − α_t H stretches g at most 2-fold (`step` when λ = 0 or g = 0)."""
     flat = [g.detach() for g in grads]
     squared = float(sum(g.double().pow(2).sum() for g in flat))
     if squared == 0:
