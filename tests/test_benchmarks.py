@@ -67,3 +67,18 @@ def test_tune_cost_ends_with_the_speedup_and_the_overhead(tmp_path):
     last = json.loads(lines[-1])
     assert set(last) == {"workers_speedup", "trial_overhead", "trials_per_hour_1", "trials_per_hour_2", "startup_s_2"}
     assert last["workers_speedup"] > 0 and last["trial_overhead"] >= 1
+
+
+def test_image_folders_prints_before_and_after_and_resumes(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "image_folders.py"), "--out", str(tmp_path / "out"), "--kind", "shapes",
+               "--classes", "3", "--per-class", "12", "--size", "8", "--models", "mlp", "--methods", "ft,ga", "--epochs", "3"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    rows = json.loads(first.stdout.strip().splitlines()[-1])
+    assert [row["method"] for row in rows] == ["ft", "ga"]
+    assert all(set(row["before"]) >= {"RA", "TA", "UA"} and len(row["forget_confidence"]) == 2 for row in rows)
+    assert rows[0]["gamma"] == 1.0 and rows[0]["resolved"]["lr"] > 0
+    assert len(list((tmp_path / "out").glob("shapes-*/train/class*/*.png"))) == 36
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "ft: RA" not in again.stdout and json.loads(again.stdout.strip().splitlines()[-1]) == rows  # finished rows are kept, not rerun

@@ -37,7 +37,8 @@ def _confidence(model: torch.nn.Module, data) -> float:
 
 
 # The folder recipe (SGD lr 0.05) leaves vit-tiny at chance on this folder (RA 35 after 10 epochs):
-# the test would pass on a model that learnt nothing, so the ViT gets an lr it trains under.
+# the test would pass on a model that learnt nothing, so the ViT gets an lr it trains under (and
+# LTU, by its rule, η and α relative to it: docs/ltu.md "Decisions").
 @pytest.mark.parametrize("model_name, recipe, forgets", [
     ("torchvision:resnet18", {"epochs": 10}, False),
     pytest.param("resnet18", {"epochs": 10}, False, marks=pytest.mark.slow),
@@ -51,10 +52,12 @@ def test_ltu_defaults_keep_retain_and_test_accuracy(tmp_path, model_name, recipe
     task = uk.make_task(f"folder:{root}", forget="random:0.1", retain_access=0.3, seed=0, data_dir=tmp_path / "cache")
     task.recipe = uk.TrainConfig(**{**uk.unstructure_config(task.recipe), **recipe})
     model = uk.train_model(uk.build_model(model_name, task, seed=0), task.train, recipe=task.recipe, seed=0)
-    ltu = uk.get_unlearner("ltu")
-    new = ltu.unlearn(model, task.view(ltu.reads, who="ltu"), seed=0)
-    before, after = uk.evaluate(model, task, attack=None), uk.evaluate(new, task, attack=None)
+    before = uk.evaluate(model, task, attack=None)
     assert before["RA"] >= 95, before  # an original that learnt the folder
-    assert abs(after["RA"] - before["RA"]) <= 5 and abs(after["TA"] - before["TA"]) <= 5, (before, after)
-    if forgets:  # at T = 1 (the ResNets' length here) the confidence moves by 1e-4 either way: docs/ltu.md
-        assert _confidence(new, task.forget) < _confidence(model, task.forget) - 0.005
+    for config in [{}, {"iterations": 40}] if forgets else [{}]:
+        ltu = uk.get_unlearner("ltu", config)
+        new = ltu.unlearn(model, task.view(ltu.reads, who="ltu"), seed=0)
+        after = uk.evaluate(new, task, attack=None)
+        assert abs(after["RA"] - before["RA"]) <= 5 and abs(after["TA"] - before["TA"]) <= 5, (config, before, after)
+    if forgets:  # the rule's T = 2 moves the confidence by 3e-5 here, 40 iterations by 0.03 (docs/ltu.md)
+        assert _confidence(new, task.forget) < _confidence(model, task.forget) - 0.01

@@ -44,7 +44,7 @@ def test_four_forget_samples_and_a_few_dozen_retained_run_to_the_end(tiny):
     model, task = tiny
     small = SimpleNamespace(
         forget=task.forget.subset(torch.arange(4)), retain=task.retain.subset(torch.arange(30)),
-        val=task.val.subset(torch.arange(6)), num_classes=task.num_classes,
+        val=task.val.subset(torch.arange(6)), num_classes=task.num_classes, recipe=task.recipe,
     )
     run = uk.get_unlearner("ltu").prepare(model, small)  # the defaults: B = 64, n_q = 21, audit 32 + 32
     assert run.audit_size == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import attrs
 import pytest
 import torch
 
@@ -164,3 +165,22 @@ def test_length_from_budget_is_a_fraction_of_retraining_cost(doubles, tiny):
     ltu = uk.get_unlearner("ltu", doubles.config(iterations=0, budget=0.5))
     ltu.unlearn(model, task, seed=0)
     assert ltu.run_info["steps"] == iterations_for(ltu.config, task) and ltu.run_info["stop_reason"] == "fixed"
+
+
+@pytest.mark.parametrize("recipe_lr", [0.05, 0.002])
+def test_step_sizes_left_to_the_rule_keep_their_ratio_to_the_recipe_s_lr(doubles, tiny, recipe_lr):
+    """η = 0.01 × and α = 1 × the lr the task's recipe trained the original with (docs/ltu.md
+    "Decisions"): what the outer optimizer and the meta-tune step use, and what the run records."""
+    model, task = tiny
+    view = SimpleNamespace(forget=task.forget, retain=task.retain, val=task.val, num_classes=task.num_classes,
+                           recipe=attrs.evolve(task.recipe, lr=recipe_lr))
+    run = uk.get_unlearner("ltu", doubles.config(lr=None, inner_lr=None)).prepare(model, view)
+    assert (run.lr, run.inner_lr) == (pytest.approx(0.01 * recipe_lr), pytest.approx(recipe_lr))
+    assert run.iteration()["step_scale"] <= 1  # α_t ≤ α
+    assert run.optimizer.param_groups[0]["lr"] <= run.lr
+    ltu = uk.get_unlearner("ltu", doubles.config(lr=None, inner_lr=None, iterations=1))
+    ltu.unlearn(model, task)
+    assert ltu.run_info["resolved"] == {"lr": pytest.approx(0.01 * task.recipe.lr), "inner_lr": pytest.approx(task.recipe.lr)}
+    ltu = uk.get_unlearner("ltu", doubles.config(lr=0.123, inner_lr=None, iterations=1))
+    ltu.unlearn(model, task)
+    assert ltu.run_info["resolved"]["lr"] == 0.123  # a number given overrides the rule

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Optional
 
 import attrs
 
@@ -46,8 +46,11 @@ class LtuConfig(StopSettings):
     Length: `iterations` meta-updates T, each drawing one forget batch (cycling through seeded
     permutations of D_f); with `iterations = 0` (default) T costs `budget` of retraining with the
     task's recipe (`iterations_for`). One configuration for every regime, chosen on the `robust`
-    grid's cells with tuning seeds 3 and 4 by its worst cell (docs/ltu.md, round 6): η = 5e-4,
-    β = 1 (LTU.md), `stop = "fixed"` (the paper's; the core stop rule is a setting). [choice] Each
+    grid's cells with tuning seeds 3 and 4 by its worst cell (docs/ltu.md, round 6): η = 5e-4
+    and α = 0.05 at MNIST-1D's recipe lr 0.05, β = 1 (LTU.md), `stop = "fixed"` (the paper's; the
+    core stop rule is a setting). η and α are SGD steps on the trained model, so on another task
+    each keeps that ratio to the recipe's lr (the baselines' translation rule, docs/baselines.md):
+    η = `LR_RATIO` × and α = `INNER_LR_RATIO` × the recipe's lr (None = by rule; `step_sizes`). [choice] Each
     phase sees about one forget batch of samples: the three query sets hold `query_size` each
     (3 × 21 ≈ 64) and the audit set `audit_size` forget samples (the first of B_f) plus as many
     of D̂_r (2 × 32 = 64). `max_grad_norm` (beyond the paper, off) bounds each feedback gradient.
@@ -73,14 +76,17 @@ class LtuConfig(StopSettings):
     (w/ iterative Grad); see `unlearnkit_ltu.ABLATIONS`.
     """
 
+    LR_RATIO: ClassVar[float] = 0.01  # η / the recipe's lr: 5e-4 at MNIST-1D's 0.05
+    INNER_LR_RATIO: ClassVar[float] = 1.0  # α / the recipe's lr: 0.05 there
+
     iterations: int = attrs.field(default=0, validator=non_negative)  # T; 0 = from `budget`
     budget: float = attrs.field(default=0.2, validator=positive)  # with iterations = 0: T costs this fraction of retraining
     forget_batch_size: int = attrs.field(default=64, validator=positive)
     query_size: int = attrs.field(default=21, validator=positive)  # n_q, per sampler: 3 sets ≈ one forget batch
     audit_size: int = attrs.field(default=32, validator=positive)  # samples of B_f, and as many of D̂_r, in A
-    inner_lr: float = attrs.field(default=0.05, validator=positive)  # α, eq. 2 (with `polyak`: the largest step)
+    inner_lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))  # α, eq. 2 (with `polyak`: the largest step); None = by rule
     beta: float = attrs.field(default=1.0, validator=non_negative)  # β, eq. 4
-    lr: float = attrs.field(default=5e-4, validator=positive)  # η, eq. 5
+    lr: Optional[float] = attrs.field(default=None, validator=attrs.validators.optional(positive))  # η, eq. 5; None = by rule
     momentum: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0, high_open=True))
     weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
     max_grad_norm: float = attrs.field(default=0.0, validator=non_negative)  # beyond the paper: bound on ‖g_r‖, ‖g_f‖; 0 = off
@@ -119,6 +125,15 @@ def iteration_cost(config: LtuConfig) -> float:
     bound acts (second order), else `ITERATION_COST`."""
     second_order = config.meta_opt and not config.first_order
     return CURVATURE_ITERATION_COST if config.curvature and second_order else ITERATION_COST
+
+
+def step_sizes(config: LtuConfig, task: Any) -> tuple[float, float]:
+    """(η, α): `config.lr` and `config.inner_lr`, each left None taken as its ratio to the task
+    recipe's lr (`LR_RATIO`, `INNER_LR_RATIO`)."""
+    return (
+        config.lr if config.lr is not None else config.LR_RATIO * task.recipe.lr,
+        config.inner_lr if config.inner_lr is not None else config.INNER_LR_RATIO * task.recipe.lr,
+    )
 
 
 def iterations_for(config: LtuConfig, task: Any) -> int:

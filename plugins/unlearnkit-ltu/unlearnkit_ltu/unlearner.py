@@ -31,7 +31,7 @@ import unlearnkit as uk
 from unlearnkit import MembershipAttack, Sampler, UsageError
 from unlearnkit.engine import distributed
 from unlearnkit_ltu import meta
-from unlearnkit_ltu.config import ABLATIONS, LtuConfig, iterations_for
+from unlearnkit_ltu.config import ABLATIONS, LtuConfig, iterations_for, step_sizes
 
 WHO = "ltu"
 LOGIT_EPS = 1e-6
@@ -74,6 +74,7 @@ class LtuRun:
     def __init__(self, config: LtuConfig, model: nn.Module, task: Any, *, seed: int, device: torch.device, progress: bool = False):
         cfg = self.config = config
         self.model, self.device, self.step = model, device, 0
+        self.lr, self.inner_lr = step_sizes(cfg, task)  # η, α
         self.clipped = 0  # iterations where max_grad_norm scaled g_r or g_f down
         self.scales: list[float] = []  # α_t / α of every iteration (1 without `polyak`)
         model.eval()  # BatchNorm: see the module docstring
@@ -110,7 +111,7 @@ class LtuRun:
             self.combiner = uk.get_combiner(cfg.combiner, cfg.combiner_config)
             self.combiner.reset()
         self.optimizer = torch.optim.SGD(
-            self.params.values(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            self.params.values(), lr=self.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
 
     # -- set-up: sampler caches and the MI bank, built once ---------------------------------
@@ -161,7 +162,7 @@ class LtuRun:
         return meta.remembering_feedback(
             self.forward, self.params, forget_x, random_labels.to(self.device),
             self.pool_x[queries], self.pool_y[queries], [len(p) for p in positions],
-            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
+            inner_lr=self.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
             **self._sharding(len(queries)),
         )
 
@@ -180,7 +181,7 @@ class LtuRun:
         return meta.forgetting_feedback(
             self.forward, self.params, audit_x, audit_y, targets,
             log_odds(self.bank[s]), log_odds(self.bank[q]),
-            inner_lr=cfg.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
+            inner_lr=self.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
             **self._sharding(len(targets)),
         )
 
@@ -221,9 +222,9 @@ class LtuRun:
         squared = sum(g.pow(2).sum() for g in gradient)
         values = torch.stack([*losses.values(), squared]).tolist()  # one device sync per iteration
         self._check_finite(dict(zip([*losses, "gradient"], values)))
-        scale = feedbacks[0].step / self.config.inner_lr  # the remembering step's when there is one
+        scale = feedbacks[0].step / self.inner_lr  # the remembering step's when there is one
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * scale  # η_t = η α_t / α
+            group["lr"] = self.lr * scale  # η_t = η α_t / α
         self.scales.append(scale)
         meta.meta_update(self.optimizer, self.params, gradient)
         self.step += 1
@@ -239,7 +240,7 @@ class LtuRun:
             raise uk.DivergenceError(f"{where}, before any update: the model's own outputs are not finite")
         setting = "inner_lr" if bad != "gradient" and bad.endswith("_test") else "lr"
         raise uk.DivergenceError(
-            f"{where}; lower {setting} (now {getattr(cfg, setting):g})"
+            f"{where}; lower {setting} (now {getattr(self, setting):g})"
             + ("" if cfg.polyak else ", or set polyak = true (step sizes that follow the loss's scale)")
         )
 
@@ -317,6 +318,7 @@ class LtuUnlearner(uk.Unlearner):
             run.iteration()
             if monitor.check(model, step):
                 break
+        self.run_info["resolved"] = {"lr": run.lr, "inner_lr": run.inner_lr}
         self.run_info["clipped"] = run.clipped
         self.run_info["step_scale"] = min(run.scales, default=1.0)  # the smallest α_t / α of the run
         return monitor.finish(run.finish())
