@@ -3,8 +3,10 @@
 The folders are the kind a user brings (docs/your-data.md): `colours` draws noisy one-colour
 PNGs, one colour per class, the colours `--apart` apart (docs/your-data.md's toy folder at
 `--size 8`); `shapes` draws circles, squares, triangles, crosses, bars and rings (one shape a
-class) of random colour, size and place on a noisy background. `--draw` seeds the images, so a
-new draw is data nothing was tuned on. Each model is trained once with the folder recipe
+class) of random colour, size and place on a noisy background; `digits` writes scikit-learn's
+real handwritten digits (1 797 grey 8×8 images, 10 classes, no download) resized to `--size`,
+a fifth of each class (by `--draw`) as the test split. `--draw` seeds the images, so a new
+draw is data nothing was tuned on. Each model is trained once with the folder recipe
 (`--train-lr`, `--epochs` override it; vit-tiny does not train at the recipe's lr 0.05) and
 cached; each method then runs at its defaults on the task at its own default γ (LTU 0.3, the
 baselines 1), one thread. Rows are appended to `OUT/rows.jsonl` as they finish and a rerun
@@ -58,10 +60,31 @@ def shape_image(rng: np.random.Generator, label: int, classes: int, size: int, n
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def write_digits(root: Path, *, size: int, draw: int) -> Path:
+    """scikit-learn's 8×8 digits as `root/{train,test}/<digit>/*.png`, `size` px, a fifth of each class to test."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(draw)
+    for label in range(10):
+        positions = rng.permutation(np.flatnonzero(digits.target == label))
+        n_test = len(positions) // 5
+        for split, part in (("test", positions[:n_test]), ("train", positions[n_test:])):
+            folder = root / split / f"digit{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in part:
+                pixels = (digits.images[i] * (255 / 16)).astype(np.uint8)
+                Image.fromarray(pixels).convert("RGB").resize((size, size), Image.BILINEAR).save(folder / f"{i:04d}.png")
+    return root
+
+
 def write_folder(root: Path, *, kind: str, classes: int, per_class: int, size: int, noise: float, apart: float, draw: int) -> Path:
     """`root/train/<class>/*.png` (`per_class` each) and `root/test/<class>/*.png` (a quarter as many)."""
     from PIL import Image
 
+    if kind == "digits":
+        return write_digits(root, size=size, draw=draw)
     if kind == "shapes" and classes > len(SHAPES):
         raise SystemExit(f"--classes {classes}: shapes has {len(SHAPES)} classes at most")
     draw_image = shape_image if kind == "shapes" else colour_image
@@ -84,7 +107,7 @@ def forget_confidence(model: torch.nn.Module, data: uk.ArrayDataset) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the images, the models and rows.jsonl")
-    parser.add_argument("--kind", choices=("colours", "shapes"), default="colours")
+    parser.add_argument("--kind", choices=("colours", "shapes", "digits"), default="colours")
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=100, help="training images per class (a quarter as many test images)")
     parser.add_argument("--size", type=int, default=16, help="image side in pixels")
@@ -100,7 +123,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    name = f"{args.kind}-c{args.classes}-n{args.per_class}-s{args.size}-noise{args.noise:g}-apart{args.apart:g}-draw{args.draw}"
+    name = (f"digits-s{args.size}-draw{args.draw}" if args.kind == "digits" else
+            f"{args.kind}-c{args.classes}-n{args.per_class}-s{args.size}-noise{args.noise:g}-apart{args.apart:g}-draw{args.draw}")
     root = args.out / name
     if not (root / "test").exists():
         write_folder(root, kind=args.kind, classes=args.classes, per_class=args.per_class, size=args.size,
@@ -142,7 +166,8 @@ def main() -> None:
             after = uk.evaluate(new, task, attack=None)
             row = {**key, "gamma": type(unlearner).default_retain_access, "before": before, "after": after,
                    "forget_confidence": [forget_confidence(model, task.forget), forget_confidence(new, task.forget)],
-                   "seconds": seconds, "resolved": unlearner.run_info.get("resolved", {})}
+                   "seconds": seconds, "resolved": unlearner.run_info.get("resolved", {}),
+                   "unchanged": bool(unlearner.run_info.get("unchanged", False))}
             with rows_file.open("a") as out:
                 out.write(json.dumps(row) + "\n")
             rows.append(row)
@@ -152,7 +177,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         b, a, (c0, c1) = row["before"], row["after"], row["forget_confidence"]
-        print(f"| {row['folder']} | {row['model']} ({row['train_lr']:g}) | {row['method']} | {b['RA']:.1f} → {a['RA']:.1f} | "
+        method = row["method"] + (" (weights unchanged)" if row.get("unchanged") else "")
+        print(f"| {row['folder']} | {row['model']} ({row['train_lr']:g}) | {method} | {b['RA']:.1f} → {a['RA']:.1f} | "
               f"{b['TA']:.1f} → {a['TA']:.1f} | {a['UA']:.1f} | {c0:.4f} → {c1:.4f} | {row['seconds']:.0f} s |")
     print(json.dumps(rows))
 

@@ -82,3 +82,12 @@ def test_image_folders_prints_before_and_after_and_resumes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "ft: RA" not in again.stdout and json.loads(again.stdout.strip().splitlines()[-1]) == rows  # finished rows are kept, not rerun
+
+
+def test_image_folders_writes_scikit_learn_s_digits_as_a_folder(tmp_path):
+    image_folders = load("image_folders")
+    root = image_folders.write_folder(tmp_path / "digits", kind="digits", classes=10, per_class=0, size=8, noise=0, apart=0, draw=0)
+    train, test = (sorted((root / split).glob("digit*/*.png")) for split in ("train", "test"))
+    assert len(train) + len(test) == 1797 and len(test) == sum(n // 5 for n in (178, 182, 177, 183, 181, 182, 181, 179, 174, 180))
+    assert {p.parent.name for p in test} == {f"digit{d}" for d in range(10)}
+    assert not {p.name for p in train} & {p.name for p in test}  # every image in one split only
