@@ -283,3 +283,31 @@ def test_clip_norm_bounds_the_global_norm_and_keeps_direction():
     assert clip_norm(g, 0.0) == (g, False)  # off
     zero, scaled = clip_norm([torch.zeros(3)], 1.0)
     assert torch.isfinite(zero[0]).all() and not zero[0].any() and not scaled
+
+
+def _raw_batch_stats(theta: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The BatchNorm MLP of `_raw` normalised with the statistics of the batch `x` (biased variance)."""
+    w1, b1, gamma, b, w2, b2 = theta
+    h = x @ w1.T + b1
+    h = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + EPS) * gamma + b
+    return torch.tanh(h) @ w2.T + b2
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_with_batch_statistics_the_query_sets_are_normalised_together_with_the_support(first_order):
+    """batch_norm = "batch" on a BatchNorm model: the meta-tune step on the statistics of S_r, the
+    query loss at θ' on those of S_r ∪ Q (the support as context, out of the loss)."""
+    model = _model("bn")
+    support_x, support_y, query_x, query_y, sizes = _data()
+    forward = functional_forward(model, dict(model.named_buffers()), batch_stats=True, twice_differentiable=True)
+    ours = remembering_feedback(
+        forward, dict(model.named_parameters()), support_x, support_y, query_x, query_y, sizes,
+        inner_lr=ALPHA, beta=BETA, first_order=first_order, support_context=True,
+    ).gradient
+    theta = _theta(model)
+    tune = F.cross_entropy(_raw_batch_stats(theta, support_x), support_y)
+    grads = torch.autograd.grad(tune, theta, create_graph=not first_order, retain_graph=True)
+    fast = [t - ALPHA * g for t, g in zip(theta, grads)]
+    logits = _raw_batch_stats(fast, torch.cat([support_x, query_x]))[len(support_x):]
+    test = sum(F.cross_entropy(lq, yq) for lq, yq in zip(logits.split(sizes), query_y.split(sizes)))
+    torch.testing.assert_close(ours, list(torch.autograd.grad(tune + BETA * test, theta)))

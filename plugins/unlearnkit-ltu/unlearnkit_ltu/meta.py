@@ -50,6 +50,11 @@ class Feedback(NamedTuple):
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether `model` holds a BatchNorm layer."""
+    return any(isinstance(m, BATCH_NORMS) for m in model.modules())
+
+
 def functional_forward(
     model: nn.Module, buffers: Params, *, batch_stats: bool = False, twice_differentiable: bool = False
 ) -> Forward:
@@ -137,10 +142,14 @@ def query_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
 
 
 def meta_test(
-    forward: Forward, fast: Params, query_x: torch.Tensor, query_y: torch.Tensor, weights: torch.Tensor
+    forward: Forward, fast: Params, query_x: torch.Tensor, query_y: torch.Tensor, weights: torch.Tensor,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_test(θ') = Σ_j CE(f_θ'(Q_j)), all query sets in one batched forward."""
-    return query_loss(forward(fast, query_x), query_y, weights)  # eq. 3
+    """L_test(θ') = Σ_j CE(f_θ'(Q_j)), all query sets in one batched forward, after the `context`
+    inputs when given (in the forward, so in its batch statistics, but not in the loss)."""
+    if context is None:
+        return query_loss(forward(fast, query_x), query_y, weights)  # eq. 3
+    return query_loss(forward(fast, torch.cat([context, query_x]))[len(context):], query_y, weights)  # eq. 3
 
 
 def membership_loss(log_odds: torch.Tensor, targets: torch.Tensor, total: int | None = None) -> torch.Tensor:
@@ -209,13 +218,16 @@ def remembering_feedback(
     curvature: bool = False,
     test_part: torch.Tensor | None = None,
     reduce: Reduce | None = None,
+    support_context: bool = False,
 ) -> Feedback:
     """g_r = ∇_θ [CE(f_θ(S_r)) + β Σ_j CE(f_θ'(Q_j))], θ' = θ − α_t ∇CE(f_θ(S_r)).
 
     `support_y` are the random labels ỹ of the support set (eq. 6); the query sets are
     concatenated in `query_x`/`query_y` with sizes `query_sizes` (eq. 7). Without
-    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `polyak`, `curvature`,
-    `test_part`, `reduce`: see the module docstring.
+    meta-optimisation (`meta_opt=False`) the query loss is taken at θ (no θ'). `support_context`:
+    the query forward also carries the support inputs (`meta_test`'s context), so that batch
+    statistics normalise the query sets together with them. `polyak`, `curvature`, `test_part`,
+    `reduce`: see the module docstring.
     """
     weights = query_weights(query_sizes, query_x.device)
     if test_part is not None:
@@ -223,7 +235,7 @@ def remembering_feedback(
     return meta_feedback(
         params,
         lambda p: F.cross_entropy(forward(p, support_x), support_y),  # eq. 1
-        lambda p: meta_test(forward, p, query_x, query_y, weights),
+        lambda p: meta_test(forward, p, query_x, query_y, weights, support_x if support_context else None),
         inner_lr=inner_lr, beta=beta, first_order=first_order, meta_opt=meta_opt, polyak=polyak, curvature=curvature, reduce=reduce,
     )
 

@@ -11,7 +11,8 @@ before harmonization, so every rank applies the global update (see `unlearnkit_l
 Batch normalisation **[choice]** (`batch_norm`): the model stays in eval mode; with "batch"
 (default) its BatchNorm layers normalise every forward of the meta-optimisation (at θ, θ', θ'')
 with that batch's statistics, as MAML implementations do, and their running statistics are
-never updated, so the returned model keeps the original's buffers. With "running" every
+never updated, so the returned model keeps the original's buffers. The query sets, neighbours of
+B_f rather than a draw of the data, are normalised together with B_f (`support_context`). With "running" every
 forward uses the running statistics (measured: a far sharper random-label loss on a
 memorising ResNet, docs/ltu.md "Decisions").
 """
@@ -84,6 +85,8 @@ class LtuRun:
             model, dict(model.named_buffers()), batch_stats=cfg.batch_norm == "batch", twice_differentiable=second_order
         )
         self.curvature = cfg.curvature and second_order  # it bounds the second-order term, so only where there is one
+        # with batch statistics the query sets (neighbours of B_f) are normalised together with B_f
+        self.support_context = cfg.batch_norm == "batch" and meta.has_batch_norm(model)
         self.num_classes = int(task.num_classes)
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
@@ -163,7 +166,7 @@ class LtuRun:
             self.forward, self.params, forget_x, random_labels.to(self.device),
             self.pool_x[queries], self.pool_y[queries], [len(p) for p in positions],
             inner_lr=self.inner_lr, beta=cfg.beta, first_order=cfg.first_order, meta_opt=cfg.meta_opt, polyak=cfg.polyak, curvature=self.curvature,
-            **self._sharding(len(queries)),
+            support_context=self.support_context, **self._sharding(len(queries)),
         )
 
     def forgetting_feedback(self, forget_x: torch.Tensor, forget_y: torch.Tensor) -> meta.Feedback:
