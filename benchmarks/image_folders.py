@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from unlearnkit.engine.checkpoint import atomic_write_bytes
 SHAPES = ("circle", "square", "triangle", "cross", "bar", "ring")
 
 
-def colour_image(rng: np.random.Generator, label: int, classes: int, size: int, noise: float, apart: float) -> np.ndarray:
+def colour_image(rng: np.random.Generator, label: int, size: int, noise: float, apart: float) -> np.ndarray:
     """One colour per class: grey 100 raised by `apart` in channel label % 3 (and by `apart` / 2
     per further round of three), plus Gaussian noise of std `noise`."""
     rgb = np.full(3, 100.0)
@@ -41,8 +42,8 @@ def colour_image(rng: np.random.Generator, label: int, classes: int, size: int, 
     return np.clip(rgb + rng.normal(0, noise, (size, size, 3)), 0, 255).astype(np.uint8)
 
 
-def shape_image(rng: np.random.Generator, label: int, classes: int, size: int, noise: float, apart: float) -> np.ndarray:
-    """Shape `SHAPES[label]` of a random colour, size and place on a noisy grey background."""
+def shape_image(rng: np.random.Generator, label: int, size: int, noise: float, apart: float) -> np.ndarray:
+    """Shape `SHAPES[label]` of a random colour, size and place on a noisy grey background (`apart` unused)."""
     yy, xx = np.mgrid[:size, :size] + 0.5
     r = rng.uniform(0.25, 0.4) * size
     cy, cx = rng.uniform(r, size - r, 2)
@@ -94,7 +95,7 @@ def write_folder(root: Path, *, kind: str, classes: int, per_class: int, size: i
             folder = root / split / f"class{label}"
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                Image.fromarray(draw_image(rng, label, classes, size, noise, apart)).save(folder / f"{i:04d}.png")
+                Image.fromarray(draw_image(rng, label, size, noise, apart)).save(folder / f"{i:04d}.png")
     return root
 
 
@@ -126,12 +127,15 @@ def main() -> None:
     name = (f"digits-s{args.size}-draw{args.draw}" if args.kind == "digits" else
             f"{args.kind}-c{args.classes}-n{args.per_class}-s{args.size}-noise{args.noise:g}-apart{args.apart:g}-draw{args.draw}")
     root = args.out / name
-    if not (root / "test").exists():
-        write_folder(root, kind=args.kind, classes=args.classes, per_class=args.per_class, size=args.size,
+    if not root.exists():  # drawn beside it and renamed, so a killed draw is never taken for a whole one
+        partial = args.out / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        write_folder(partial, kind=args.kind, classes=args.classes, per_class=args.per_class, size=args.size,
                      noise=args.noise, apart=args.apart, draw=args.draw)
+        partial.rename(root)
     rows_file = args.out / "rows.jsonl"
-    done = [json.loads(line) for line in rows_file.read_text().splitlines()] if rows_file.exists() else []
-    rows = list(done)
+    done = [json.loads(line) for line in rows_file.read_text().splitlines() if line.endswith("}")] if rows_file.exists() else []
+    rows = list(done)  # a line cut short by a kill is left out, and its row run again
 
     def task_for(gamma: float) -> uk.UnlearningTask:
         task = uk.make_task(f"folder:{root}", forget=args.forget, retain_access=gamma, seed=args.seed, data_dir=args.out / "cache")
