@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 import unlearnkit as uk
 from unlearnkit import ArrayDataset
+from unlearnkit.data.datasets import CIFAR_RECIPE
 
 
 def plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -98,13 +99,15 @@ def measure(name: str, build: Callable[[], torch.nn.Module], task: object, batch
 
 
 def random_image_task(batch: int, pool: int, seed: int = 0) -> SimpleNamespace:
-    """A stand-in task of random 3×32×32 inputs: forget, retain (D̂_r) and val splits."""
+    """A stand-in task of random 3×32×32 inputs: forget, retain (D̂_r) and val splits, and CIFAR's
+    recipe (LTU's step sizes follow its lr)."""
     g = torch.Generator().manual_seed(seed)
 
     def split(n: int) -> ArrayDataset:
         return ArrayDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(10, (n,), generator=g))
 
-    return SimpleNamespace(forget=split(4 * batch), retain=split(pool), val=split(pool // 2), num_classes=10, input_shape=(3, 32, 32))
+    return SimpleNamespace(forget=split(4 * batch), retain=split(pool), val=split(pool // 2), num_classes=10, input_shape=(3, 32, 32),
+                           recipe=CIFAR_RECIPE)
 
 
 def main() -> None:

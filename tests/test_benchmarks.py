@@ -28,6 +28,17 @@ def test_ltu_cost_ends_with_the_two_ratios(tmp_path):
     assert set(last) == {"full_ratio", "first_order_ratio"} and all(v > 1 for v in last.values())
 
 
+def test_ltu_cost_times_a_batchnorm_resnet_too(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ltu_cost.py"), "--repeats", "1", "--warmup", "1", "--threads", "1", "--device", "cpu",
+         "--resnet", "--resnet-batch", "4", "--resnet-repeats", "1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last["resnet18_full_ratio"] > last["resnet18_first_order_ratio"] > 1
+
+
 def test_tuning_ranks_settings_by_their_worse_forget_setting():
     tuning = load("ltu_tuning")
     assert tuning.combinations({"lr": [1, 2], "beta": [3]}) == [{"lr": 1, "beta": 3}, {"lr": 2, "beta": 3}]
