@@ -147,9 +147,8 @@ def meta_test(
 ) -> torch.Tensor:
     """L_test(θ') = Σ_j CE(f_θ'(Q_j)), all query sets in one batched forward, after the `context`
     inputs when given (in the forward, so in its batch statistics, but not in the loss)."""
-    if context is None:
-        return query_loss(forward(fast, query_x), query_y, weights)  # eq. 3
-    return query_loss(forward(fast, torch.cat([context, query_x]))[len(context):], query_y, weights)  # eq. 3
+    inputs = query_x if context is None else torch.cat([context, query_x])
+    return query_loss(forward(fast, inputs)[len(inputs) - len(query_x):], query_y, weights)  # eq. 3
 
 
 def membership_loss(log_odds: torch.Tensor, targets: torch.Tensor, total: int | None = None) -> torch.Tensor:
