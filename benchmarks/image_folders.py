@@ -19,6 +19,7 @@ skips them; the table is printed at the end, then one JSON line with every row.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import shutil
@@ -137,6 +138,7 @@ def main() -> None:
     done = [json.loads(line) for line in rows_file.read_text().splitlines() if line.endswith("}")] if rows_file.exists() else []
     rows = list(done)  # a line cut short by a kill is left out, and its row run again
 
+    @functools.cache  # one task per γ, shared by the models and methods
     def task_for(gamma: float) -> uk.UnlearningTask:
         task = uk.make_task(f"folder:{root}", forget=args.forget, retain_access=gamma, seed=args.seed, data_dir=args.out / "cache")
         changes = {k: v for k, v in (("lr", args.train_lr), ("epochs", args.epochs)) if v is not None}
@@ -157,19 +159,20 @@ def main() -> None:
             torch.save(model.state_dict(), buffer)
             atomic_write_bytes(checkpoint, buffer.getvalue())
         model.eval()
-        before = uk.evaluate(model, task, attack=None)
+        before, confidence = uk.evaluate(model, task, attack=None), forget_confidence(model, task.forget)
         for method in args.methods.split(","):
             key = {"folder": name, "model": model_name, "train_lr": recipe.lr, "epochs": recipe.epochs, "method": method, "seed": args.seed, "forget": args.forget}
             if any(all(row.get(k) == v for k, v in key.items()) for row in done):
                 continue
             unlearner = uk.get_unlearner(method)
-            view_task = task_for(type(unlearner).default_retain_access)
+            gamma = type(unlearner).default_retain_access
+            view_task = task_for(gamma)
             start = time.perf_counter()
             new = unlearner.unlearn(model, view_task.view(unlearner.reads, who=method), seed=args.seed)
             seconds = time.perf_counter() - start
             after = uk.evaluate(new, task, attack=None)
-            row = {**key, "gamma": type(unlearner).default_retain_access, "before": before, "after": after,
-                   "forget_confidence": [forget_confidence(model, task.forget), forget_confidence(new, task.forget)],
+            row = {**key, "gamma": gamma, "before": before, "after": after,
+                   "forget_confidence": [confidence, forget_confidence(new, task.forget)],
                    "seconds": seconds, "resolved": unlearner.run_info.get("resolved", {}),
                    "unchanged": bool(unlearner.run_info.get("unchanged", False))}
             with rows_file.open("a") as out:
