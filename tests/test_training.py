@@ -100,7 +100,7 @@ def test_penultimate_features_are_the_head_input():
     assert torch.equal(same, feats) and torch.equal(logits, model.eval()(x)) and not logits.requires_grad
 
 
-@pytest.mark.parametrize("name, shape", [("mlp", (16,)), ("cnn1d", (1, 40)), ("resnet18", (3, 32, 32)), ("vit-tiny", (3, 32, 32))])
+@pytest.mark.parametrize("name, shape", [("mlp", (16,)), ("cnn1d", (1, 40)), ("cnn2d", (1, 28, 28)), ("cnn2d", (3, 17, 9)), ("resnet18", (3, 32, 32)), ("vit-tiny", (3, 32, 32))])
 def test_models_build_for_their_inputs(name, shape):
     spec = type("Spec", (), {"input_shape": shape, "num_classes": 7})
     model = uk.build_model(name, spec, seed=0)
@@ -108,6 +108,11 @@ def test_models_build_for_their_inputs(name, shape):
     assert not state_equal(model, uk.build_model(name, spec, seed=1))
     assert model.eval()(torch.zeros(2, *shape)).shape == (2, 7)
     assert isinstance(uk.models.head(model), nn.Linear)
+
+
+def test_cnn2d_names_the_image_size_it_cannot_pool():
+    with pytest.raises(uk.UsageError, match=r"cnn2d pools twice by 2 and needs images of at least 4x4 pixels, got 3x8"):
+        uk.build_model("cnn2d", type("S", (), {"input_shape": (1, 3, 8), "num_classes": 2}))
 
 
 def test_resnet18_has_the_cifar_stem():

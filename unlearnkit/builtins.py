@@ -24,6 +24,7 @@ def unlearnkit_register_datasets(register: Register) -> None:
 def unlearnkit_register_models(register: Register) -> None:
     register("mlp", models.mlp, models.MlpConfig)
     register("cnn1d", models.cnn1d, models.Cnn1dConfig)
+    register("cnn2d", models.cnn2d, models.Cnn2dConfig)
     register("resnet18", models.resnet18, models.ResNetConfig)
     register("vit-tiny", models.vit_tiny, models.VitConfig)
     register("torchvision", models.torchvision_model, models.TorchvisionConfig)

@@ -1,4 +1,4 @@
-"""Built-in models: `mlp`, `cnn1d`, `resnet18` (CIFAR stem), `vit-tiny`, and every torchvision
+"""Built-in models: `mlp`, `cnn1d`, `cnn2d`, `resnet18` (CIFAR stem), `vit-tiny`, and every torchvision
 classification architecture as `torchvision:NAME`.
 
 Each factory is `factory(config, input_shape, num_classes) -> nn.Module`; the last layer is
@@ -62,6 +62,35 @@ def cnn1d(config: Cnn1dConfig, input_shape: tuple[int, ...], num_classes: int) -
     )
     with torch.no_grad():
         flat = body(torch.zeros(1, c, length)).shape[1]
+    return nn.Sequential(*body, nn.Linear(flat, config.hidden), nn.ReLU(), nn.Linear(config.hidden, num_classes))
+
+
+@config_class
+class Cnn2dConfig:
+    """Two 5x5 convolutions (`channels`, then twice as many), each max-pooled by 2, and a
+    two-layer head: the small CNN of MNIST-style experiments, for images of any size."""
+
+    channels: int = attrs.field(default=32, validator=positive)
+    hidden: int = attrs.field(default=128, validator=positive)
+
+
+def cnn2d(config: Cnn2dConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if len(input_shape) != 3:
+        raise UsageError(f"cnn2d expects image inputs (channels, height, width), got {input_shape}")
+    c, height, width = input_shape
+    if min(height, width) < 4:
+        raise UsageError(f"cnn2d pools twice by 2 and needs images of at least 4x4 pixels, got {height}x{width}")
+    w = config.channels
+    body = nn.Sequential(
+        nn.Conv2d(c, w, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(w, 2 * w, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    flat = 2 * w * (height // 4) * (width // 4)
     return nn.Sequential(*body, nn.Linear(flat, config.hidden), nn.ReLU(), nn.Linear(config.hidden, num_classes))
 
 
