@@ -65,7 +65,7 @@ def test_scrub_takes_its_learning_rate_and_retain_batch_relative_to_the_task_rec
     assert run["batch_size"] == round(0.25 * task.recipe.batch_size)  # its retain batch 32 against their 128
 
 
-@pytest.mark.parametrize("name, ratio", [("ft", 0.1), ("randl", 0.1), ("salun", 0.13), ("ga", 1e-3), ("neggrad-plus", 1.0)])
+@pytest.mark.parametrize("name, ratio", [("ft", 0.1), ("randl", 0.1), ("salun", 0.13), ("ga", 1e-3), ("neggrad-plus", 1.0), ("l1-sparse", 0.6)])
 def test_a_learning_rate_left_to_the_rule_is_the_reference_s_ratio_times_the_recipe_s(name, ratio):
     model, task = trained_tiny_model()
     unlearner = uk.get_unlearner(name)
@@ -105,3 +105,31 @@ def test_scrub_s_steps_take_the_kl_from_the_teacher_to_the_student(phase):
         min_steps(student, teacher, [(x, y)], optimizer, temperature=t, gamma=gamma, alpha=alpha, step=0)
     for p, e in zip(student.parameters(), expected):
         torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+
+
+def _readme_defaults() -> dict[str, dict[str, object]]:
+    """The README's config table: {method: {option: default}}, a row with no method cell continuing the one above."""
+    import ast
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    table = text[text.index("## Config options"):text.index("## Choices where")]
+    found: dict[str, dict[str, object]] = {}
+    method = None
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 5 or not cells[1].startswith("`"):
+            continue
+        method = cells[0].strip("`") or method
+        found.setdefault(method, {})[cells[1].strip("`")] = ast.literal_eval(cells[2].strip("`"))
+    return found
+
+
+def test_the_readme_lists_every_option_with_the_default_its_config_has():
+    readme = _readme_defaults()
+    stop = readme.pop("every method that trains")
+    for name in sorted(set(BASELINES) - {"retrain"}):
+        defaults = uk.unstructure_config(uk.get_unlearner(name).config)
+        own = {k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items() if k not in stop}
+        assert readme[name] == own, name
+        assert all(defaults[k] == v for k, v in stop.items() if k in defaults), name
