@@ -120,3 +120,28 @@ def test_resnet18_has_the_cifar_stem():
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
     assert isinstance(model.maxpool, nn.Identity)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(11.17e6, rel=0.01)
+
+
+def test_balanced_batches_cover_a_pass_in_as_many_batches_with_no_small_remainder():
+    data = uk.ArrayDataset(torch.arange(130.0)[:, None], torch.zeros(130, dtype=torch.long))
+    plain = [len(y) for _, y in uk.batches(data, 64, generator=torch.Generator().manual_seed(0))]
+    balanced = list(uk.batches(data, 64, generator=torch.Generator().manual_seed(0), balanced=True))
+    assert plain == [64, 64, 2]
+    assert [len(y) for _, y in balanced] == [44, 43, 43]
+    assert sorted(torch.cat([x for x, _ in balanced]).flatten().tolist()) == list(range(130))
+    assert [len(y) for _, y in uk.batches(data, 200, balanced=True)] == [130]
+    odd = uk.ArrayDataset(data.x[:29], data.y[:29])
+    assert [len(y) for _, y in uk.batches(odd, 2, balanced=True)] == [3] + [2] * 13  # never a batch of one
+    assert [len(y) for _, y in uk.batches(uk.ArrayDataset(data.x[:1], data.y[:1]), 4, balanced=True)] == [1]
+
+
+def _batch_norm_mlp(task) -> nn.Module:
+    return nn.Sequential(nn.Linear(task.input_shape[0], 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, task.num_classes))
+
+
+def test_training_a_batchnorm_model_never_ends_a_pass_on_a_batch_of_one():
+    task = uk.testing.tiny_task()
+    data = uk.ArrayDataset(task.train.x[:65], task.train.y[:65])  # 64 + 1: one sample alone has no batch statistics
+    model = uk.train_model(_batch_norm_mlp(task), data, recipe=uk.TrainConfig(epochs=2, batch_size=64), seed=0)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert uk.has_batch_norm(model) and not uk.has_batch_norm(uk.testing.tiny_model(task))

@@ -17,18 +17,35 @@ from unlearnkit.engine import distributed
 from unlearnkit.engine.progress import progress_bar
 
 
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether `model` holds a BatchNorm layer (one that normalises with batch statistics in train mode)."""
+    return any(isinstance(m, BATCH_NORMS) for m in model.modules())
+
+
 def batches(
     data: ArrayDataset,
     batch_size: int,
     *,
     generator: Optional[torch.Generator] = None,
     device: torch.device | str = "cpu",
+    balanced: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches of `(x, y)` on `device`; shuffled when a `generator` is given."""
+    """Mini-batches of `(x, y)` on `device`; shuffled when a `generator` is given.
+
+    Plain, a pass is ceil(n / batch_size) batches of `batch_size`, the last one the remainder.
+    `balanced`, it is as many batches, their sizes differing by at most one, so none is a remainder
+    of one or two samples, and never a batch of one (fewer batches when `batch_size` is 1, or 2
+    with n odd). Training passes over a model with BatchNorm are balanced (`has_batch_norm`): batch
+    statistics over so few samples are degenerate (over one, an error) and take the model far from
+    the function it has in eval mode.
+    """
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
+    parts = torch.tensor_split(order, max(1, min(-(-n // batch_size), n // 2))) if balanced and n else order.split(batch_size)
+    for idx in parts:
         yield data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
 
 
@@ -91,7 +108,7 @@ def train_model(
     for _ in progress_bar(range(recipe.epochs), desc=who, unit="epoch", enabled=progress):
         if stop:
             break
-        for x, y in batches(data, recipe.batch_size, generator=generator, device=device):
+        for x, y in batches(data, recipe.batch_size, generator=generator, device=device, balanced=has_batch_norm(model)):
             if augment is not None:
                 x = augment(x, generator)
             n = len(y)

@@ -133,3 +133,26 @@ def test_the_readme_lists_every_option_with_the_default_its_config_has():
         own = {k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items() if k not in stop}
         assert readme[name] == own, name
         assert all(defaults[k] == v for k, v in stop.items() if k in defaults), name
+
+
+@pytest.mark.parametrize("name", sorted(set(BASELINES) - {"retrain", "fisher", "ssd"}))
+def test_training_passes_are_balanced_exactly_when_the_model_has_batch_norm(name, monkeypatch):
+    import unlearnkit.engine.training as training
+
+    task = tiny_task()
+    seen: list[bool] = []
+    plain = training.batches
+
+    def spy(data, batch_size, *, generator=None, device="cpu", balanced=False):
+        if generator is not None:  # a training pass (evaluation and importance passes go in order)
+            seen.append(balanced)
+        return plain(data, batch_size, generator=generator, device=device, balanced=balanced)
+
+    monkeypatch.setattr(uk, "batches", spy)
+    monkeypatch.setattr(training, "batches", spy)
+    bn = torch.nn.Sequential(torch.nn.Linear(task.input_shape[0], 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, task.num_classes))
+    for model, expected in ((tiny_model(task), False), (bn, True)):
+        seen.clear()
+        unlearner = uk.get_unlearner(name, **getattr(type(uk.get_unlearner(name)), "contract_config", {}))
+        unlearner.unlearn(model, task, seed=0)
+        assert seen and set(seen) == {expected}, (name, expected)

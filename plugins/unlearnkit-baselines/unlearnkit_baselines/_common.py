@@ -82,11 +82,11 @@ def stream(seed: int, name: str) -> torch.Generator:
 
 
 def endless_batches(
-    data: uk.ArrayDataset, batch_size: int, *, generator: torch.Generator, device: torch.device
+    data: uk.ArrayDataset, batch_size: int, *, generator: torch.Generator, device: torch.device, balanced: bool = False
 ) -> Iterator[Batch]:
     """Shuffled passes over `data`, one after another, without end (a fresh order every pass)."""
     while True:
-        yield from uk.batches(data, batch_size, generator=generator, device=device)
+        yield from uk.batches(data, batch_size, generator=generator, device=device, balanced=balanced)
 
 
 def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:

@@ -85,7 +85,7 @@ class BadTeacher(uk.Unlearner):
         monitor = uk.StopMonitor(self, model, task, total_steps=cfg.epochs * steps_per_epoch(len(data), cfg.batch_size), seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "badt", progress):
-            batches = uk.batches(data, cfg.batch_size, generator=generator, device=device)
+            batches = uk.batches(data, cfg.batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
             step = fit(model, optimizer, batches, loss_fn, who="badt", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break

@@ -109,7 +109,7 @@ class GradientAscent(uk.Unlearner):
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "ga", progress):
-            data = uk.batches(task.forget, batch_size, generator=generator, device=device)
+            data = uk.batches(task.forget, batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
             step = fit(model, optimizer, data, loss_fn, who="ga", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break

@@ -101,6 +101,7 @@ class NegGradPlus(uk.Unlearner):
         start = [p.detach().clone() for p in model.parameters()]
         cap = math.log(task.num_classes) if cfg.chance_cap else None
         forget_batches = iter(())
+        balanced = uk.has_batch_norm(model)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             retain_loss = F.cross_entropy(model(x), y)
@@ -118,9 +119,9 @@ class NegGradPlus(uk.Unlearner):
         step = 0
         for _ in epochs(cfg.epochs, "neggrad-plus", progress):
             if cfg.beta < 1.0:
-                one_pass = list(uk.batches(task.forget, forget_batch_size, generator=forget_generator, device=device))
+                one_pass = list(uk.batches(task.forget, forget_batch_size, generator=forget_generator, device=device, balanced=balanced))
                 forget_batches = itertools.cycle(one_pass)
-            data = uk.batches(task.retain, batch_size, generator=generator, device=device)
+            data = uk.batches(task.retain, batch_size, generator=generator, device=device, balanced=balanced)
             step = fit(
                 model, optimizer, data, loss_fn, who="neggrad-plus", step=step, augment=task.augment, generator=generator,
                 monitor=monitor,

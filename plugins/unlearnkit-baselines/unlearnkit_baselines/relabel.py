@@ -30,18 +30,20 @@ def random_label_batches(
     batch_size: int,
     generator: torch.Generator,
     device: torch.device,
+    balanced: bool = False,
 ) -> Iterator[Batch]:
     """One epoch of RL batches: D_f with fresh uniform random labels, and D̂_r with its own.
 
     `mix="shuffled"` shuffles both into one set (SalUn's CIFAR-100 / Tiny-ImageNet branch, and
     the LTU paper's "fine-tune with the updated dataset"); `mix="forget-first"` makes a pass
-    over the relabelled D_f, then one over D̂_r (SalUn's CIFAR-10 / SVHN branch).
+    over the relabelled D_f, then one over D̂_r (SalUn's CIFAR-10 / SVHN branch). `balanced` as
+    in `uk.batches` (for BatchNorm models).
     """
     forget = relabelled(forget, uniform_labels(len(forget), num_classes, generator))
     if mix == "shuffled":
-        return uk.batches(concat(forget, retain), batch_size, generator=generator, device=device)
-    first = uk.batches(forget, batch_size, generator=generator, device=device)
-    return itertools.chain(first, uk.batches(retain, batch_size, generator=generator, device=device))
+        return uk.batches(concat(forget, retain), batch_size, generator=generator, device=device, balanced=balanced)
+    first = uk.batches(forget, batch_size, generator=generator, device=device, balanced=balanced)
+    return itertools.chain(first, uk.batches(retain, batch_size, generator=generator, device=device, balanced=balanced))
 
 
 def random_label_steps(n_forget: int, n_retain: int, *, mix: str, batch_size: int) -> int:
@@ -95,7 +97,7 @@ class RandomLabel(uk.Unlearner):
         for _ in epochs(cfg.epochs, "randl", progress):
             data = random_label_batches(
                 task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=batch_size,
-                generator=generator, device=device,
+                generator=generator, device=device, balanced=uk.has_batch_norm(model),
             )
             step = fit(model, optimizer, data, loss_fn, who="randl", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
@@ -148,7 +150,7 @@ class Amnesiac(uk.Unlearner):
         monitor = uk.StopMonitor(self, model, task, total_steps=cfg.epochs * steps_per_epoch(len(data), cfg.batch_size), seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "amnesiac", progress):
-            batches = uk.batches(data, cfg.batch_size, generator=generator, device=device)
+            batches = uk.batches(data, cfg.batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
             step = fit(model, optimizer, batches, loss_fn, who="amnesiac", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break

@@ -122,7 +122,7 @@ class SalUn(uk.Unlearner):
         for _ in epochs(cfg.epochs, "salun", progress):
             data = random_label_batches(
                 task.forget, task.retain, task.num_classes, mix=cfg.mix, batch_size=batch_size,
-                generator=generator, device=device,
+                generator=generator, device=device, balanced=uk.has_batch_norm(model),
             )
             step = fit(
                 model, optimizer, data, loss_fn, who="salun", step=step, augment=task.augment, generator=generator,

@@ -173,15 +173,15 @@ class Scrub(uk.Unlearner):
         total += run["epochs"] * steps_per_epoch(len(task.retain), run["batch_size"])
         monitor = uk.StopMonitor(self, model, task, total_steps=total, seed=seed, device=device)
         shared = dict(temperature=cfg.temperature, augment=task.augment, generator=generator, monitor=monitor)
-        step = 0
+        step, balanced = 0, uk.has_batch_norm(model)
         for epoch in epochs(run["epochs"], "scrub", progress):
             for group in optimizer.param_groups:
                 group["lr"] = epoch_lr(run["lr"], epoch + 1, cfg.lr_decay_epochs, cfg.lr_decay_rate)
             if epoch + 1 <= run["max_epochs"]:
-                data = uk.batches(task.forget, run["forget_batch_size"], generator=generator, device=device)
+                data = uk.batches(task.forget, run["forget_batch_size"], generator=generator, device=device, balanced=balanced)
                 step = max_steps(model, teacher, data, optimizer, step=step, **shared)
             if not monitor.stopped:
-                data = uk.batches(task.retain, run["batch_size"], generator=generator, device=device)
+                data = uk.batches(task.retain, run["batch_size"], generator=generator, device=device, balanced=balanced)
                 step = min_steps(model, teacher, data, optimizer, gamma=run["gamma"], alpha=run["alpha"], step=step, **shared)
             if monitor.stopped:
                 break

@@ -178,8 +178,8 @@ class SFRon(uk.Unlearner):
         cfg = self.config
         mask = remain_balanced_mask(model, task.forget, task.retain, cfg.threshold, batch_size=cfg.batch_size, device=device)
         generator, forget_generator = torch.Generator().manual_seed(seed), stream(seed, "forget")
-        retain_batches = endless_batches(task.retain, cfg.batch_size, generator=generator, device=device)
-        forget_batches = endless_batches(task.forget, cfg.batch_size, generator=forget_generator, device=device)
+        retain_batches = endless_batches(task.retain, cfg.batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
+        forget_batches = endless_batches(task.forget, cfg.batch_size, generator=forget_generator, device=device, balanced=uk.has_batch_norm(model))
         optimizer = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.iterations)
         total = cfg.iterations + steps_per_epoch(cfg.iterations, cfg.forget_every)  # retain steps + forget steps

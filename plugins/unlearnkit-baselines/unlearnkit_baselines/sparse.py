@@ -91,7 +91,7 @@ class L1Sparse(uk.Unlearner):
             def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                 return F.cross_entropy(model(x), y) + weight * l1_norm(model)
 
-            data = uk.batches(task.retain, batch_size, generator=generator, device=device)
+            data = uk.batches(task.retain, batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
             step = fit(
                 model, optimizer, data, loss_fn, who="l1-sparse", step=step, augment=task.augment, generator=generator,
                 monitor=monitor,

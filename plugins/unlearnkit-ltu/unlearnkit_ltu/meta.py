@@ -47,12 +47,7 @@ class Feedback(NamedTuple):
     step: float  # the meta-tune step size α_t (the one θ' was built with, or would have been)
 
 
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-def has_batch_norm(model: nn.Module) -> bool:
-    """Whether `model` holds a BatchNorm layer."""
-    return any(isinstance(m, BATCH_NORMS) for m in model.modules())
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # as `uk.has_batch_norm` counts them
 
 
 def functional_forward(

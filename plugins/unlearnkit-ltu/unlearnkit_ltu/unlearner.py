@@ -86,7 +86,7 @@ class LtuRun:
         )
         self.curvature = cfg.curvature and second_order  # it bounds the second-order term, so only where there is one
         # with batch statistics the query sets (neighbours of B_f) are normalised together with B_f
-        self.support_context = cfg.batch_norm == "batch" and meta.has_batch_norm(model)
+        self.support_context = cfg.batch_norm == "batch" and uk.has_batch_norm(model)
         self.num_classes = int(task.num_classes)
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
