@@ -330,3 +330,19 @@ def test_a_diverging_run_names_the_settings_to_lower_with_their_values():
     model, task = uk.testing.trained_tiny_model()
     with pytest.raises(uk.DivergenceError, match=r"^diverges: loss became nan at step 4; lower `lr` \(now 0.5\) or `inner_lr` \(now 0.05\)$"):
         Diverges(Config()).unlearn(model, task)
+
+
+@pytest.mark.parametrize("forget_after, warned", [(100.0, True), (40.0, True), (8.0, False)])
+def test_a_whole_class_still_predicted_is_warned_first(forget_after, warned):
+    from unlearnkit.deletion.report import removed_classes, warnings_for
+
+    task = uk.testing.tiny_task(forget="class:1")
+    assert removed_classes(task) == [1] and removed_classes(uk.testing.tiny_task()) == []
+    # a model that generalises to the class: its unseen samples are recognised as well as the forgotten ones
+    before, after = {"forget_accuracy": 100.0, "unseen_accuracy": 97.0}, {"forget_accuracy": forget_after, "unseen_accuracy": 97.0}
+    found = warnings_for(before, after, False, removed_classes(task))
+    assert bool(found) is warned
+    if warned:
+        assert found[0].startswith("The request removes whole classes (1), yet the model still predicts them for "
+                                   f"{forget_after:.1f}% of their forgotten samples")
+    assert not warnings_for(before, after, False)  # the same figures for random samples say nothing

@@ -266,7 +266,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         after = deletion.measure(new, task, attack, seed=eval_seed, device=device)
     except DivergenceError as exc:
         raise DivergenceError(f"{name}: {exc}; {unlearner.divergence_advice()}") from None
-    warnings = deletion.warnings_for(before, after, unchanged)
+    warnings = deletion.warnings_for(before, after, unchanged, deletion.removed_classes(task))
     from unlearnkit.core.config import unstructure_config
 
     unlearned = {"method": name, "config": unstructure_config(config), "forget": str(parse_forget(request_spec)),

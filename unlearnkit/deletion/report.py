@@ -57,9 +57,17 @@ def nothing_removed(method: str, run_info: dict[str, Any]) -> str:
             "to write the unchanged model anyway")
 
 
-def warnings_for(before: dict[str, Any], after: dict[str, Any], unchanged: bool) -> list[str]:
-    """What the report must say first: an output equal to the input, a collapse on unseen data, or
-    forgotten samples the model still recognises (their accuracy unmoved, well above unseen data's)."""
+def removed_classes(task: UnlearningTask) -> list[int]:
+    """The classes the forget set removes whole: labels of D_f that no sample of D_r carries."""
+    return sorted(set(task.forget.y.tolist()) - set(task.retain_full.y.tolist()))
+
+
+def warnings_for(
+    before: dict[str, Any], after: dict[str, Any], unchanged: bool, removed: Sequence[int] = ()
+) -> list[str]:
+    """What the report must say first: an output equal to the input, a collapse on unseen data,
+    forgotten samples the model still recognises (their accuracy unmoved, well above unseen data's),
+    or `removed` classes (`removed_classes`) it still predicts for their forgotten samples."""
     found = []
     if unchanged:
         found.append("Nothing was removed: the output's weights equal the input's (written because of --keep-unchanged); "
@@ -74,6 +82,12 @@ def warnings_for(before: dict[str, Any], after: dict[str, Any], unchanged: bool)
         found.append(f"The forgotten samples are still recognised: the model gets {after['forget_accuracy']:.1f}% of them right "
                      f"(before: {before['forget_accuracy']:.1f}%) against {after['unseen_accuracy']:.1f}% of unseen data, so the run "
                      "barely moved it; run the method longer (more epochs; LTU: `iterations`) or retrain without them.")
+    if removed and not unchanged and after["forget_accuracy"] > STILL_KNOWN_POINTS:
+        names = ", ".join(map(str, removed))
+        found.append(f"The request removes whole classes ({names}), yet the model still predicts them for "
+                     f"{after['forget_accuracy']:.1f}% of their forgotten samples (before: {before['forget_accuracy']:.1f}%); "
+                     "a model retrained without them never would. Unseen data of those classes is no reference here: "
+                     "use a method that forgets by construction (retrain, or one that relabels D_f) or run this one longer.")
     return found
 
 
