@@ -145,3 +145,18 @@ def test_training_a_batchnorm_model_never_ends_a_pass_on_a_batch_of_one():
     model = uk.train_model(_batch_norm_mlp(task), data, recipe=uk.TrainConfig(epochs=2, batch_size=64), seed=0)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert uk.has_batch_norm(model) and not uk.has_batch_norm(uk.testing.tiny_model(task))
+
+
+def test_recomputed_batchnorm_statistics_are_the_data_s_under_the_current_weights():
+    task = uk.testing.tiny_task()
+    model = _batch_norm_mlp(task)
+    with torch.no_grad():
+        features = model[0](task.retain.x)
+    out = uk.recompute_batch_norm(model, task.retain, len(task.retain), generator=torch.Generator().manual_seed(0))
+    assert out is model and not model.training
+    torch.testing.assert_close(model[1].running_mean, features.mean(0))
+    torch.testing.assert_close(model[1].running_var, features.var(0))
+    mlp = uk.testing.tiny_model(task)
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    uk.recompute_batch_norm(mlp, task.retain, 64, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(before[k], v) for k, v in mlp.state_dict().items())

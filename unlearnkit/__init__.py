@@ -50,7 +50,7 @@ from unlearnkit.engine.checkpoint import read_model as load_model
 from unlearnkit.engine.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
 from unlearnkit.engine.progress import progress_bar
 from unlearnkit.engine.stopping import StopMonitor, StopSettings
-from unlearnkit.engine.training import batches, check_finite_loss, has_batch_norm, train_model
+from unlearnkit.engine.training import batches, check_finite_loss, has_batch_norm, recompute_batch_norm, train_model
 from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.tune.space import Cell, SearchSpace
 
@@ -61,6 +61,6 @@ __all__ = [
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack", "has_batch_norm",
     "get_audit", "get_combiner", "get_sampler", "get_unlearner", "hookimpl", "list_attacks", "list_audits", "list_combiners",
     "list_datasets", "list_models", "list_samplers", "list_unlearners", "load_checkpoint", "load_model", "load_toml", "make_task",
-    "mia_efficacy", "parse_forget", "penultimate_features", "predict_logits", "progress_bar", "resolve_device",
+    "mia_efficacy", "parse_forget", "penultimate_features", "predict_logits", "progress_bar", "recompute_batch_norm", "resolve_device",
     "save_checkpoint", "structure_config", "train_model", "unstructure_config", "validators",
 ]

@@ -49,6 +49,21 @@ def batches(
         yield data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
 
 
+def recompute_batch_norm(
+    model: nn.Module, data: ArrayDataset, batch_size: int, *, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> nn.Module:
+    """`model` in eval mode with its BatchNorm running statistics recomputed over `data` under its
+    current weights: one shuffled pass in balanced batches, a cumulative average
+    (`torch.optim.swa_utils.update_bn`). Shuffled, because a batch's variance leaves out the spread
+    between batches: batches of one class each (data stored class by class) would understate it.
+    Models without BatchNorm are returned as they are."""
+    from torch.optim.swa_utils import update_bn
+
+    if has_batch_norm(model):
+        update_bn((x for x, _ in batches(data, batch_size, generator=generator, device=device, balanced=True)), model)
+    return model.eval()
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step scheduler for `schedule` over `total_steps`."""
     if schedule == "cosine":

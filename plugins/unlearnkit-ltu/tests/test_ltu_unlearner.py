@@ -116,13 +116,32 @@ def test_unknown_component_names_are_reported_by_the_registry(doubles, tiny):
         uk.get_unlearner("ltu", doubles.config(samplers=("no-such-sampler",))).unlearn(model, task)
 
 
-def test_run_with_batch_norm_keeps_running_statistics(doubles):
-    task = uk.testing.tiny_task(0)
+def _batch_norm_model(task) -> torch.nn.Module:
     model = torch.nn.Sequential(
         torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, task.num_classes)
     )
-    model = uk.train_model(model, task, seed=0).train()
+    return uk.train_model(model, task, seed=0).train()
+
+
+def test_with_batch_statistics_the_running_statistics_are_recomputed_over_the_retained_data(doubles):
+    task = uk.testing.tiny_task(0)
+    model = _batch_norm_model(task)
     new = uk.get_unlearner("ltu", doubles.config()).unlearn(model, task)
+    assert not torch.equal(new.state_dict()["0.weight"], model.state_dict()["0.weight"]) and not new.training
+    with torch.no_grad():
+        retained, forgotten = new[0](task.retain.x), new[0](task.forget.x)  # the final weights' pre-BatchNorm features
+    mean, var = new.state_dict()["1.running_mean"], new.state_dict()["1.running_var"]
+    assert not torch.equal(mean, model.state_dict()["1.running_mean"])
+    torch.testing.assert_close(mean, retained.mean(0), atol=0.02, rtol=0.02)  # D̂_r's statistics under θ_T
+    torch.testing.assert_close(var, retained.var(0), atol=0.05, rtol=0.1)
+    both = torch.cat([retained, forgotten])
+    assert (mean - retained.mean(0)).abs().sum() < (mean - both.mean(0)).abs().sum()  # D_f is not in them
+
+
+def test_with_running_statistics_the_buffers_stay_the_original_s(doubles):
+    task = uk.testing.tiny_task(0)
+    model = _batch_norm_model(task)
+    new = uk.get_unlearner("ltu", doubles.config(batch_norm="running")).unlearn(model, task)
     for key in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
         assert torch.equal(new.state_dict()[key], model.state_dict()[key])
     assert not torch.equal(new.state_dict()["0.weight"], model.state_dict()["0.weight"])

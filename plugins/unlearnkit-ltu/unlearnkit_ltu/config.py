@@ -67,7 +67,8 @@ class LtuConfig(StopSettings):
     the update 8-fold and collapsed the model in one iteration (docs/ltu.md). It acts on
     second-order runs only (`meta_opt`, not `first_order`): the term it bounds exists only there.
     `batch_norm`: "batch" normalises the meta-optimisation's forwards with their batch's
-    statistics (running statistics never updated), "running" with the running statistics.
+    statistics and, at the end, recomputes the running statistics over D̂_r under the final
+    weights; "running" uses the running statistics throughout and leaves them as they were.
 
     Components are looked up by name in the registry, so a user's own sampler, attack or
     combiner plugs in by naming it here. The paper's ablations are settings:

@@ -10,11 +10,15 @@ before harmonization, so every rank applies the global update (see `unlearnkit_l
 
 Batch normalisation **[choice]** (`batch_norm`): the model stays in eval mode; with "batch"
 (default) its BatchNorm layers normalise every forward of the meta-optimisation (at θ, θ', θ'')
-with that batch's statistics, as MAML implementations do, and their running statistics are
-never updated, so the returned model keeps the original's buffers. The query sets, neighbours of
-B_f rather than a draw of the data, are normalised together with B_f (`support_context`). With "running" every
-forward uses the running statistics (measured: a far sharper random-label loss on a
-memorising ResNet, docs/ltu.md "Decisions").
+with that batch's statistics, as MAML implementations do; the query sets, neighbours of B_f
+rather than a draw of the data, are normalised together with B_f (`support_context`). No forward
+updates the running statistics (MAML implementations in train mode let every forward, D_f's
+included, move them); at the end they are recomputed over D̂_r under the final weights
+(`uk.recompute_batch_norm`), so the returned model's eval-mode function is the one its weights
+were trained as, and D_f never enters its buffers (measured: with the original's buffers kept, a
+torchvision ResNet-18 LTU had changed collapsed, docs/ltu.md "Decisions"). With "running" every
+forward uses the running statistics and they stay the original's (measured: a far sharper
+random-label loss on a memorising ResNet).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class LtuRun:
         # with batch statistics the query sets (neighbours of B_f) are normalised together with B_f
         self.support_context = cfg.batch_norm == "batch" and uk.has_batch_norm(model)
         self.num_classes = int(task.num_classes)
+        self.recipe_batch = int(task.recipe.batch_size)  # the batch D̂_r's BatchNorm statistics are recomputed in
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
         _check_sizes(len(forget), len(pool), len(task.val) if cfg.forget_feedback else None)
@@ -99,6 +104,7 @@ class LtuRun:
         self.label_generator = stream(seed, "labels")
         self.sampler_generator = stream(seed, "samplers")
         self.bank_generator = stream(seed, "bank")
+        self.norm_generator = stream(seed, "batch-norm")
 
         # the set-up counts in UT: one progress stage, whose step names say where its time goes
         steps = len(cfg.samplers) * cfg.remember_feedback + len(cfg.bank) * cfg.forget_feedback
@@ -254,9 +260,13 @@ class LtuRun:
         return meta.clip_norm(gradient, self.config.max_grad_norm)
 
     def finish(self) -> nn.Module:
-        """The unlearned model, in eval mode, without gradients."""
+        """The unlearned model, in eval mode, without gradients; with batch statistics on a BatchNorm
+        model, its running statistics recomputed over D̂_r under the final weights (never over D_f)."""
         for p in self.params.values():
             p.grad = None
+        if self.support_context:
+            retain = uk.ArrayDataset(self.pool_x, self.pool_y)
+            return uk.recompute_batch_norm(self.model, retain, self.recipe_batch, generator=self.norm_generator, device=self.device)
         return self.model.eval()
 
 
