@@ -92,10 +92,11 @@ class LtuRun:
         # with batch statistics the query sets (neighbours of B_f) are normalised together with B_f
         self.support_context = cfg.batch_norm == "batch" and uk.has_batch_norm(model)
         self.num_classes = int(task.num_classes)
-        self.recipe_batch = int(task.recipe.batch_size)  # the batch D̂_r's BatchNorm statistics are recomputed in
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
         _check_sizes(len(forget), len(pool), len(task.val) if cfg.forget_feedback else None)
+        # the batch D̂_r's BatchNorm statistics are recomputed in at the end (`finish`)
+        self.recipe_batch = int(task.recipe.batch_size) if self.support_context else None
         self.forget_x, self.forget_y = forget.x.to(device), forget.y.to(device)
         self.pool_x, self.pool_y = pool.x.to(device), pool.y.to(device)
         self.forget_batches = IndexStream(len(forget), cfg.forget_batch_size, stream(seed, "forget"))
@@ -334,7 +335,8 @@ class LtuUnlearner(uk.Unlearner):
         self.run_info["resolved"] = {"lr": run.lr, "inner_lr": run.inner_lr}
         self.run_info["clipped"] = run.clipped
         self.run_info["step_scale"] = min(run.scales, default=1.0)  # the smallest α_t / α of the run
-        return monitor.finish(run.finish())
+        monitor.finish(model)  # a stop rule's chosen state is loaded into `model`, then finished
+        return run.finish()
 
     @classmethod
     def search_space(cls, trial: Any, space: uk.SearchSpace) -> dict[str, Any]:
