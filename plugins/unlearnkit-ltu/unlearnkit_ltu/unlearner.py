@@ -16,7 +16,7 @@ updates the running statistics (MAML implementations in train mode let every for
 included, move them); at the end they are recomputed over D̂_r under the final weights
 (`uk.recompute_batch_norm`), so the returned model's eval-mode function is the one its weights
 were trained as, and D_f never enters its buffers (measured: with the original's buffers kept, a
-torchvision ResNet-18 LTU had changed collapsed, docs/ltu.md "Decisions"). With "running" every
+torchvision ResNet-18 whose weights LTU had moved collapsed in eval mode, docs/ltu.md "Decisions"). With "running" every
 forward uses the running statistics and they stay the original's (measured: a far sharper
 random-label loss on a memorising ResNet).
 """
@@ -95,7 +95,7 @@ class LtuRun:
 
         forget, pool = task.forget, task.retain  # D_f and D̂_r
         _check_sizes(len(forget), len(pool), len(task.val) if cfg.forget_feedback else None)
-        # the batch D̂_r's BatchNorm statistics are recomputed in at the end (`finish`)
+        # the batch size in which `finish` recomputes the BatchNorm statistics over D̂_r
         self.recipe_batch = int(task.recipe.batch_size) if self.support_context else None
         self.forget_x, self.forget_y = forget.x.to(device), forget.y.to(device)
         self.pool_x, self.pool_y = pool.x.to(device), pool.y.to(device)
