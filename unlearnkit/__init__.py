@@ -50,12 +50,12 @@ from unlearnkit.engine.checkpoint import read_model as load_model
 from unlearnkit.engine.evaluation import accuracy, attack_report, evaluate, gap, mia_efficacy, predict_logits
 from unlearnkit.engine.progress import progress_bar
 from unlearnkit.engine.stopping import StopMonitor, StopSettings
-from unlearnkit.engine.training import batches, check_finite_loss, has_batch_norm, recompute_batch_norm, train_model
+from unlearnkit.engine.training import BATCH_NORMS, batches, check_finite_loss, has_batch_norm, recompute_batch_norm, train_model
 from unlearnkit.models import features_and_logits, penultimate_features
 from unlearnkit.tune.space import Cell, SearchSpace
 
 __all__ = [
-    "ArrayDataset", "Audit", "AuditResult", "Cell", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
+    "ArrayDataset", "Audit", "AuditResult", "BATCH_NORMS", "Cell", "CheckpointError", "ConfigError", "DataAccessError", "DatasetBundle", "DivergenceError",
     "DuplicateComponentError", "ForgetSpec", "NothingRemovedError", "GradientCombiner", "MembershipAttack", "PopulationView", "Register", "Sampler", "SearchSpace", "StopMonitor", "StopSettings", "TaskView",
     "TrainConfig", "UnknownComponentError", "Unlearner", "UnlearnkitError", "UnlearningTask", "UsageError",
     "accuracy", "attack_report", "batches", "build_model", "check_finite_loss", "config_class", "evaluate", "features_and_logits", "gap", "get_attack", "has_batch_norm",

@@ -17,6 +17,7 @@ from unlearnkit.engine import distributed
 from unlearnkit.engine.progress import progress_bar
 
 
+#: The layers that normalise with batch statistics in train mode.
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 

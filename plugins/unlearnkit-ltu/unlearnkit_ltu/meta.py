@@ -32,6 +32,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+import unlearnkit as uk
+
 Params = dict[str, torch.Tensor]
 Reduce = Callable[[list[torch.Tensor]], None]
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
@@ -47,9 +49,6 @@ class Feedback(NamedTuple):
     step: float  # the meta-tune step size α_t (the one θ' was built with, or would have been)
 
 
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # as `uk.has_batch_norm` counts them
-
-
 def functional_forward(
     model: nn.Module, buffers: Params, *, batch_stats: bool = False, twice_differentiable: bool = False
 ) -> Forward:
@@ -62,7 +61,7 @@ def functional_forward(
     attention with PyTorch's math kernel, the one whose backward can itself be differentiated
     (the fused CPU and GPU kernels cannot), as the second-order meta-gradient of a transformer needs.
     """
-    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)] if batch_stats else []
+    norms = [m for m in model.modules() if isinstance(m, uk.BATCH_NORMS)] if batch_stats else []
     scratch = {name: b.clone() for name, b in buffers.items()} if norms else buffers
 
     def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
