@@ -50,7 +50,7 @@ class L1SparseConfig(uk.StopSettings):
     the batch the recipe's (the reference's 256 is its originals' batch); None = by rule.
     The earlier defaults, α 1e-3 and 0.6 × the recipe's lr (tuned for this method alone on
     mnist1d / cnn1d), collapsed torchvision's ResNet-18 on image folders, mostly through the lr
-    (docs/baselines.md, "ℓ1-sparse at the reference's settings").
+    (docs/baselines.md, "Why `l1-sparse` now runs the reference's settings").
     """
 
     LR_RATIO: ClassVar[float] = 0.1
