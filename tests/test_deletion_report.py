@@ -14,6 +14,7 @@ import torch
 import unlearnkit as uk
 from unlearnkit.cli.commands import main
 from unlearnkit.core.errors import DivergenceError
+from unlearnkit.deletion.report import nothing_removed
 from unlearnkit.core.plugins import registry
 from unlearnkit.data.tasks import ForgetSpec, _load_bundle, make_task
 from unlearnkit.engine.checkpoint import load_checkpoint, load_model
@@ -266,6 +267,16 @@ def test_a_run_that_removed_nothing_fails_writes_nothing_and_says_what_to_try(ws
     assert "nothing was removed: effect returned the weights it was given" in err and "--keep-unchanged" in err
     assert not (root / "none").exists()  # no checkpoint claims it, no ids recorded, no report
 
+
+
+@pytest.mark.parametrize("run_info, advice", [
+    ({"stop_reason": "calibrated", "steps": 0}, 'stop = "fixed"'),  # a stop rule restored the original
+    ({"stop_reason": "fixed", "steps": 90}, "a larger lr or more epochs"),  # the paper's length moved nothing
+    ({}, "a larger lr or more epochs"),  # a method without a stop rule
+])
+def test_nothing_removed_suggests_what_was_not_already_tried(run_info, advice):
+    line = nothing_removed("ga", run_info)
+    assert f"(e.g. {advice})" in line and "\n" not in line
 
 def test_keep_unchanged_writes_it_and_the_report_says_so_first(ws, capsys):
     root, _, _ = ws

@@ -51,9 +51,11 @@ WARNED = ("Because of the warning above, this run is no evidence of unlearning: 
 
 def nothing_removed(method: str, run_info: dict[str, Any]) -> str:
     """The one line `unlearn` fails with when the method returned the weights it was given."""
-    how = f" (stop: {run_info['stop_reason']} after {run_info.get('steps', '?')} steps)" if run_info.get("stop_reason") else ""
+    reason = run_info.get("stop_reason")
+    how = f" (stop: {reason} after {run_info.get('steps', '?')} steps)" if reason else ""
+    setting = 'stop = "fixed"' if reason not in (None, "fixed") else "a larger lr or more epochs"
     return (f"nothing was removed: {method} returned the weights it was given{how}; no checkpoint was written and no id "
-            "was recorded as forgotten. Try another setting (e.g. stop = \"fixed\") or method, or pass --keep-unchanged "
+            f"was recorded as forgotten. Try another setting (e.g. {setting}) or method, or pass --keep-unchanged "
             "to write the unchanged model anyway")
 
 

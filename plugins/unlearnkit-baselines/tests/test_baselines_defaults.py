@@ -65,7 +65,7 @@ def test_scrub_takes_its_learning_rate_and_retain_batch_relative_to_the_task_rec
     assert run["batch_size"] == round(0.25 * task.recipe.batch_size)  # its retain batch 32 against their 128
 
 
-@pytest.mark.parametrize("name, ratio", [("ft", 0.1), ("randl", 0.1), ("salun", 0.13), ("ga", 1e-3), ("neggrad-plus", 1.0), ("l1-sparse", 0.1)])
+@pytest.mark.parametrize("name, ratio", [("ft", 0.1), ("randl", 0.1), ("salun", 0.13), ("ga", 1e-3), ("neggrad-plus", 1.0), ("l1-sparse", 0.1), ("sfron", 0.2)])
 def test_a_learning_rate_left_to_the_rule_is_the_reference_s_ratio_times_the_recipe_s(name, ratio):
     model, task = trained_tiny_model()
     unlearner = uk.get_unlearner(name)
@@ -73,6 +73,16 @@ def test_a_learning_rate_left_to_the_rule_is_the_reference_s_ratio_times_the_rec
     assert unlearner.run_info["resolved"]["lr"] == pytest.approx(ratio * task.recipe.lr)
     assert uk.get_unlearner(name, lr=0.123).config.lr == 0.123  # a number given overrides the rule
 
+
+
+@pytest.mark.parametrize("name, ratio", [("ft", 1.0), ("randl", 1.0), ("salun", 1.0), ("l1-sparse", 1.0), ("sfron", 1.0), ("amnesiac", 2.0), ("badt", 1.0)])
+def test_a_batch_left_to_the_rule_is_the_reference_s_ratio_times_the_recipe_s(name, ratio):
+    model, _ = trained_tiny_model()
+    task = tiny_task()  # a task of its own: trained_tiny_model's is shared
+    task.recipe = uk.TrainConfig(**{**uk.unstructure_config(task.recipe), "batch_size": 24})
+    unlearner = uk.get_unlearner(name, **getattr(type(uk.get_unlearner(name)), "contract_config", {}))
+    unlearner.unlearn(model, task)
+    assert unlearner.run_info["resolved"]["batch_size"] == round(ratio * 24)
 
 def _kl_by_hand(p_logits: torch.Tensor, q_logits: torch.Tensor, t: float) -> torch.Tensor:
     """KL(p ‖ q) of the softened outputs, summed over classes, times T², averaged over the batch."""

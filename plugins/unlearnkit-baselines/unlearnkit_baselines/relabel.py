@@ -118,14 +118,17 @@ class AmnesiacConfig(uk.StopSettings):
     """Adam on D_f relabelled with wrong labels, shuffled with D̂_r.
 
     Reference: the SSD repository's `amnesiac` (`forget_random_strategies.py`): 3 epochs, Adam lr
-    1e-4, batch 128 over D_r ∪ relabelled D_f. Rule: the reference's values as they are — its
-    passes over the data (epochs), and an Adam lr, whose step does not scale with the gradient
-    and so is not tied to the original's SGD recipe.
+    1e-4, batch 128 over D_r ∪ relabelled D_f, on originals trained at batch 64. Rule: its passes
+    over the data (epochs) and its Adam lr as they are (Adam's step does not scale with the
+    gradient, so it is not tied to the original's SGD recipe); the batch `BATCH_RATIO` (2) × the
+    task recipe's (None = by rule).
     """
+
+    BATCH_RATIO: ClassVar[float] = 2.0
 
     epochs: int = attrs.field(default=3, validator=positive)
     lr: float = attrs.field(default=1e-4, validator=positive)
-    batch_size: int = attrs.field(default=128, validator=positive)
+    batch_size: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(positive))
 
 
 class Amnesiac(uk.Unlearner):
@@ -140,17 +143,18 @@ class Amnesiac(uk.Unlearner):
     def run(self, model: nn.Module, task: uk.TaskView, *, seed: int, device: torch.device, progress: bool) -> nn.Module:
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        forget = task.forget
+        forget, batch_size = task.forget, recipe_batch(task, cfg.BATCH_RATIO, cfg.batch_size)
+        self.run_info["resolved"] = {"batch_size": batch_size}
         data = concat(relabelled(forget, wrong_labels(forget.y, task.num_classes, generator)), task.retain)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(model(x), y)
 
-        monitor = uk.StopMonitor(self, model, task, total_steps=cfg.epochs * steps_per_epoch(len(data), cfg.batch_size), seed=seed, device=device)
+        monitor = uk.StopMonitor(self, model, task, total_steps=cfg.epochs * steps_per_epoch(len(data), batch_size), seed=seed, device=device)
         step = 0
         for _ in epochs(cfg.epochs, "amnesiac", progress):
-            batches = uk.batches(data, cfg.batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
+            batches = uk.batches(data, batch_size, generator=generator, device=device, balanced=uk.has_batch_norm(model))
             step = fit(model, optimizer, batches, loss_fn, who="amnesiac", step=step, augment=task.augment, generator=generator, monitor=monitor)
             if monitor.stopped:
                 break
