@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import unlearnkit as uk
-from unlearnkit.testing import state_equal
+from unlearnkit.testing import state_equal, tiny_task, trained_tiny_model
 
 from unlearnkit_ltu import LtuConfig
 
@@ -38,6 +38,22 @@ def test_default_ltu_unlearns_a_tiny_task(tiny):
     assert all(0.0 <= metrics[k] <= 100.0 for k in ("UA", "RA", "TA", "MIA"))
 
 
+def test_ltu_at_its_defaults_changes_the_weights_and_lowers_the_forget_confidence():
+    """What every baseline's defaults are held to (unlearnkit-baselines' test_baselines_defaults.py)."""
+    model, _ = trained_tiny_model()  # memorises its training set: true-class confidence 0.999 on class 1
+    task = tiny_task(forget="class:1")
+    unlearner = uk.get_unlearner("ltu")
+    assert unlearner.config.stop == "fixed"  # the paper's length by default
+    unlearned = unlearner.unlearn(model, task, seed=0)
+    assert not state_equal(unlearned, model)
+    assert _true_class_confidence(unlearned, task.forget) < _true_class_confidence(model, task.forget)
+
+
+def _true_class_confidence(model: torch.nn.Module, data) -> float:
+    with torch.no_grad():
+        return torch.softmax(model.eval()(data.x), 1).gather(1, data.y[:, None]).mean().item()
+
+
 def test_four_forget_samples_and_a_few_dozen_retained_run_to_the_end(tiny):
     """The small-data regime of a deletion request: |D_f| = 4, |D̂_r| = 30, |D_val| = 6; the
     batches, query sets and audit set shrink to what there is, and nothing becomes NaN."""
@@ -51,6 +67,17 @@ def test_four_forget_samples_and_a_few_dozen_retained_run_to_the_end(tiny):
     for _ in range(3):
         losses = run.iteration()
         assert all(math.isfinite(v) for v in losses.values())
+
+
+def test_one_sample_of_each_part_is_enough(tiny):
+    """At its minimums (one sample of D_f, D̂_r and D_val) LTU at its defaults runs, with finite losses."""
+    model, task = tiny
+    smallest = SimpleNamespace(**{name: getattr(task, name).subset(torch.arange(1)) for name in ("forget", "retain", "val")},
+                               num_classes=task.num_classes, recipe=task.recipe)
+    run = uk.get_unlearner("ltu").prepare(model, smallest)
+    for _ in range(2):
+        assert all(math.isfinite(v) for v in run.iteration().values())
+    assert not state_equal(model, trained_tiny_model()[0])
 
 
 @pytest.fixture

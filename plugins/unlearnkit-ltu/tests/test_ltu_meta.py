@@ -1,5 +1,6 @@
 """The meta-gradients g_r and g_f against references written with raw tensors and autograd,
-on a tanh MLP and on the same MLP with a BatchNorm layer in eval mode (running statistics)."""
+on a tanh MLP and on the same MLP with a BatchNorm layer in eval mode (running statistics), and
+on LTU's default path: a Conv2d + BatchNorm2d network on batch statistics with both step bounds."""
 
 from __future__ import annotations
 
@@ -311,3 +312,95 @@ def test_with_batch_statistics_the_query_sets_are_normalised_together_with_the_s
     logits = _raw_batch_stats(fast, torch.cat([support_x, query_x]))[len(support_x):]
     test = sum(F.cross_entropy(lq, yq) for lq, yq in zip(logits.split(sizes), query_y.split(sizes)))
     torch.testing.assert_close(ours, list(torch.autograd.grad(tune + BETA * test, theta)))
+
+
+# -- LTU's default path: batch statistics with the polyak and curvature bounds ----------------
+
+
+def _conv_model(scale: float) -> nn.Module:
+    """A small Conv2d + BatchNorm2d network (in eval mode, as LTU holds it), last layer × `scale`."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Tanh(), nn.Flatten(), nn.Linear(12, 3)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.rand(3, dtype=torch.float64) + 0.5)
+        model[1].bias.copy_(0.1 * torch.randn(3, dtype=torch.float64))
+        model[-1].weight.mul_(scale)
+    return model.eval()
+
+
+def _raw_conv(theta: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The Conv2d network written out, BatchNorm2d on the statistics of the batch `x` per channel
+    (over samples and positions, biased variance)."""
+    w, b, gamma, beta, w_out, b_out = theta
+    h = F.conv2d(x, w, b)
+    mean, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
+    h = (h - mean) / torch.sqrt(var + EPS) * gamma[:, None, None] + beta[:, None, None]
+    return torch.tanh(h).flatten(1) @ w_out.T + b_out
+
+
+def _images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, 4, 4, generator=g, dtype=torch.float64), torch.randint(3, (n,), generator=g)
+
+
+def _default_forward(model: nn.Module):
+    """The forward LTU builds at its defaults (batch_norm = "batch", second order)."""
+    return functional_forward(model, dict(model.named_buffers()), batch_stats=True, twice_differentiable=True)
+
+
+def _reference_meta_gradient(theta, tune: torch.Tensor, test_at, first_order: bool):
+    """∇[L_tune(θ) + β L_test(θ')], θ' = θ − α_t ∇L_tune, α_t from both bounds, written out."""
+    grads = torch.autograd.grad(tune, theta, create_graph=True)
+    alpha = _inner_step(tune, grads, theta, polyak=True, curvature=True)
+    if first_order:
+        grads = [g.detach() for g in grads]
+    test = test_at([t - alpha * g for t, g in zip(theta, grads)])
+    return alpha, list(torch.autograd.grad(tune + BETA * test, theta))
+
+
+#: Logit scales: at 1 the step is α; at 5 a bound acts, Polyak's on g_r and the curvature's on g_f.
+CONV_SCALES = [1.0, 5.0]
+
+
+@pytest.mark.parametrize("scale", CONV_SCALES)
+@pytest.mark.parametrize("first_order", [False, True])
+def test_default_remembering_gradient_of_a_conv_batch_norm_model_matches_autograd_reference(first_order, scale):
+    """The query sets at θ' normalised with the statistics of S_r ∪ Q, the support out of the loss."""
+    model = _conv_model(scale)
+    (support_x, support_y), (query_x, query_y), sizes = _images(4, 1), _images(9, 2), [2, 3, 4]
+    ours = remembering_feedback(
+        _default_forward(model), dict(model.named_parameters()), support_x, support_y, query_x, query_y, sizes,
+        inner_lr=ALPHA, beta=BETA, first_order=first_order, polyak=True, curvature=True, support_context=True,
+    )
+    theta = _theta(model)
+
+    def query_loss(fast):
+        logits = _raw_conv(fast, torch.cat([support_x, query_x]))[len(support_x):]
+        return sum(F.cross_entropy(lq, yq) for lq, yq in zip(logits.split(sizes), query_y.split(sizes)))
+
+    tune = F.cross_entropy(_raw_conv(theta, support_x), support_y)
+    alpha, reference = _reference_meta_gradient(theta, tune, query_loss, first_order)
+    assert ours.step == pytest.approx(alpha) and (alpha < ALPHA) == (scale > 1)
+    torch.testing.assert_close(ours.gradient, reference)
+
+
+@pytest.mark.parametrize("scale", CONV_SCALES)
+@pytest.mark.parametrize("first_order", [False, True])
+def test_default_forgetting_gradient_of_a_conv_batch_norm_model_matches_autograd_reference(first_order, scale):
+    """The audit set normalised with its own statistics at θ and at θ''."""
+    model = _conv_model(scale)
+    x, y = _images(8, 3)
+    targets = torch.tensor([0.0] * 4 + [1.0] * 4, dtype=torch.float64)
+    ours = forgetting_feedback(
+        _default_forward(model), dict(model.named_parameters()), x, y, targets, _mi_confidence, _mi_entropy,
+        inner_lr=ALPHA, beta=BETA, first_order=first_order, polyak=True, curvature=True,
+    )
+    theta = _theta(model)
+    tune = _bce(_mi_confidence(_raw_conv(theta, x), y), targets)
+
+    def query_loss(fast):
+        return _bce(_mi_entropy(_raw_conv(fast, x), y), targets)
+
+    alpha, reference = _reference_meta_gradient(theta, tune, query_loss, first_order)
+    assert ours.step == pytest.approx(alpha) and (alpha < ALPHA) == (scale > 1)
+    torch.testing.assert_close(ours.gradient, reference)

@@ -275,11 +275,20 @@ def _check_sizes(n_forget: int, n_pool: int, n_val: Optional[int]) -> None:
     """The minimums of one LTU iteration: a forget sample (B_f), a retained one (the query sets
     and B_r) and, for the MI bank, a non-member (`n_val`, None without forgetting feedback)."""
     if n_forget < 1:
-        raise UsageError(f"{WHO}: the forget set is empty; there is nothing to unlearn")
+        raise UsageError(f"{WHO}: the forget set is empty; {_at_least_one(n_forget)}: there is nothing to unlearn")
     if n_pool < 1:
-        raise UsageError(f"{WHO}: D̂_r, the retained data LTU may read, is empty; raise the task's retain_access (γ)")
+        raise UsageError(
+            f"{WHO}: D̂_r, the retained data LTU may read, is empty; {_at_least_one(n_pool)}: raise the task's retain_access (γ)"
+        )
     if n_val is not None and n_val < 1:
-        raise UsageError(f"{WHO}: the MI bank needs non-members and D_val is empty; give the task a validation split or set forget_feedback = false")
+        raise UsageError(
+            f"{WHO}: the MI bank needs non-members and D_val is empty; {_at_least_one(n_val)}: "
+            "give the task a validation split or set forget_feedback = false"
+        )
+
+
+def _at_least_one(n: int) -> str:
+    return f"LTU needs at least 1 sample, got {n}"
 
 
 def log_odds(attack: MembershipAttack) -> meta.MembershipModel:
