@@ -151,6 +151,36 @@ def test_with_running_statistics_the_buffers_stay_the_original_s(doubles):
     assert not new.training
 
 
+
+@pytest.mark.parametrize("batch_norm", ["batch", "running"])
+def test_the_mi_bank_is_fit_on_the_logits_the_forgetting_feedback_reads(doubles, monkeypatch, batch_norm):
+    """With batch statistics the audit set's logits are batch-statistics ones, so the bank is fit on
+    such logits too: on a model whose running statistics are far off, not on the eval-mode ones."""
+    task = uk.testing.tiny_task(0)
+    model = _batch_norm_model(task).eval()
+    with torch.no_grad():  # running statistics far from any batch's
+        model[1].running_mean += 3.0
+        model[1].running_var *= 0.01
+    fitted, get_attack = [], uk.get_attack
+
+    def recording(*args, **kwargs):  # each bank model records the member logits it is fit on
+        attack = get_attack(*args, **kwargs)
+        fit = attack.fit
+        attack.fit = lambda members, non_members: fitted.append(members[0]) or fit(members, non_members)
+        return attack
+
+    monkeypatch.setattr(uk, "get_attack", recording)
+    uk.get_unlearner("ltu", doubles.config(iterations=1, batch_norm=batch_norm)).prepare(model, task)
+    with torch.no_grad():
+        eval_mode = model(task.retain.x)
+        batch_stats = model.train()(task.retain.x)  # one batch of all of D̂_r: its own statistics
+    expected, other = (batch_stats, eval_mode) if batch_norm == "batch" else (eval_mode, batch_stats)
+    assert len(fitted) == len(doubles.bank)
+    for members in fitted:
+        assert (members.mean(0) - expected.mean(0)).abs().max() < 0.2 * (expected.mean(0) - other.mean(0)).abs().max()
+        if batch_norm == "running":
+            torch.testing.assert_close(members, eval_mode)
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -138,8 +138,8 @@ class LtuRun:
 
     def _build_bank(self, pool: Any, val: Any, seed: int, setup: Any) -> list[MembershipAttack]:
         """The differentiable MI models, fit on the original model: D̂_r members vs D_val non-members."""
-        members = (uk.predict_logits(self.model, pool, device=self.device), pool.y)
-        non_members = (uk.predict_logits(self.model, val, device=self.device), val.y)
+        member_logits, non_member_logits = self._bank_logits(pool, val, seed)
+        members, non_members = (member_logits, pool.y), (non_member_logits, val.y)
         if self.config.bank_balance:  # equal class sizes, for attacks that do not weight the classes themselves
             n = min(len(members[1]), len(non_members[1]))
             g = stream(seed, "bank-fit")
@@ -159,6 +159,21 @@ class LtuRun:
             bank.append(attack.fit(members, non_members))
             setup.update(1)
         return bank
+
+    def _bank_logits(self, pool: Any, val: Any, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The original's logits on D̂_r and D_val, as the forgetting feedback computes the audit set's:
+        with batch statistics on a BatchNorm model, in shuffled batches of the audit set's size that
+        mix both sets (a bank fit on running-statistics logits reads batch-statistics ones out of its
+        range: log-odds of 1e4 on a ResNet-18, docs/ltu.md "Decisions"); otherwise in eval mode."""
+        if not self.support_context:
+            return uk.predict_logits(self.model, pool, device=self.device), uk.predict_logits(self.model, val, device=self.device)
+        x = torch.cat([pool.x, val.x])
+        order = torch.randperm(len(x), generator=stream(seed, "bank-batches"))
+        logits = torch.empty(len(x), self.num_classes)
+        with torch.no_grad():  # near-equal batches of about 2 × audit_size, none of a single sample
+            for batch in order.tensor_split(max(1, len(x) // (2 * self.audit_size))):
+                logits[batch] = self.forward(self.params, x[batch].to(self.device)).float().cpu()
+        return logits[: len(pool.x)], logits[len(pool.x):]
 
     # -- one iteration ------------------------------------------------------------------------
     def remembering_feedback(self, forget_x: torch.Tensor, forget_y: torch.Tensor) -> meta.Feedback:
