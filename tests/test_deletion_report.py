@@ -14,9 +14,9 @@ import torch
 import unlearnkit as uk
 from unlearnkit.cli.commands import main
 from unlearnkit.core.errors import DivergenceError
-from unlearnkit.deletion.report import nothing_removed
 from unlearnkit.core.plugins import registry
 from unlearnkit.data.tasks import ForgetSpec, _load_bundle, make_task
+from unlearnkit.deletion.report import nothing_removed
 from unlearnkit.engine.checkpoint import load_checkpoint, load_model
 from unlearnkit.testing.files import tiny_npz
 
@@ -245,6 +245,7 @@ def test_recorded_forget_sets_are_validated_on_load(ws, first, tmp_path):
 
 # -- runs that are not a deletion: nothing removed, outputs not finite, a collapse on unseen data --
 
+
 def unlearn_with(root, effect, out, *extra):
     (root / f"{effect}.toml").write_text(f'[method]\nname = "effect"\neffect = "{effect}"\n')
     return main(["unlearn", "--checkpoint", str(root / "a.pt"), "--config", str(root / f"{effect}.toml"), "--forget", "random:0.05",
@@ -268,7 +269,6 @@ def test_a_run_that_removed_nothing_fails_writes_nothing_and_says_what_to_try(ws
     assert not (root / "none").exists()  # no checkpoint claims it, no ids recorded, no report
 
 
-
 @pytest.mark.parametrize("run_info, advice", [
     ({"stop_reason": "calibrated", "steps": 0}, 'stop = "fixed"'),  # a stop rule restored the original
     ({"stop_reason": "fixed", "steps": 90}, "a larger lr or more epochs"),  # the paper's length moved nothing
@@ -277,6 +277,7 @@ def test_a_run_that_removed_nothing_fails_writes_nothing_and_says_what_to_try(ws
 def test_nothing_removed_suggests_what_was_not_already_tried(run_info, advice):
     line = nothing_removed("ga", run_info)
     assert f"(e.g. {advice})" in line and "\n" not in line
+
 
 def test_keep_unchanged_writes_it_and_the_report_says_so_first(ws, capsys):
     root, _, _ = ws

@@ -74,7 +74,6 @@ def test_a_learning_rate_left_to_the_rule_is_the_reference_s_ratio_times_the_rec
     assert uk.get_unlearner(name, lr=0.123).config.lr == 0.123  # a number given overrides the rule
 
 
-
 @pytest.mark.parametrize("name, ratio", [("ft", 1.0), ("randl", 1.0), ("salun", 1.0), ("l1-sparse", 1.0), ("sfron", 1.0), ("amnesiac", 2.0), ("badt", 1.0)])
 def test_a_batch_left_to_the_rule_is_the_reference_s_ratio_times_the_recipe_s(name, ratio):
     model, _ = trained_tiny_model()
@@ -83,6 +82,7 @@ def test_a_batch_left_to_the_rule_is_the_reference_s_ratio_times_the_recipe_s(na
     unlearner = uk.get_unlearner(name, **getattr(type(uk.get_unlearner(name)), "contract_config", {}))
     unlearner.unlearn(model, task)
     assert unlearner.run_info["resolved"]["batch_size"] == round(ratio * 24)
+
 
 def _kl_by_hand(p_logits: torch.Tensor, q_logits: torch.Tensor, t: float) -> torch.Tensor:
     """KL(p ‖ q) of the softened outputs, summed over classes, times T², averaged over the batch."""

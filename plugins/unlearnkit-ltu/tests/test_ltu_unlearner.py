@@ -151,7 +151,6 @@ def test_with_running_statistics_the_buffers_stay_the_original_s(doubles):
     assert not new.training
 
 
-
 @pytest.mark.parametrize("batch_norm", ["batch", "running"])
 def test_the_mi_bank_is_fit_on_the_logits_the_forgetting_feedback_reads(doubles, monkeypatch, batch_norm):
     """With batch statistics the audit set's logits are batch-statistics ones, so the bank is fit on
@@ -180,6 +179,7 @@ def test_the_mi_bank_is_fit_on_the_logits_the_forgetting_feedback_reads(doubles,
         assert (members.mean(0) - expected.mean(0)).abs().max() < 0.2 * (expected.mean(0) - other.mean(0)).abs().max()
         if batch_norm == "running":
             torch.testing.assert_close(members, eval_mode)
+
 
 @pytest.mark.parametrize(
     "overrides, message",
